@@ -1,0 +1,196 @@
+//! Print jobs: their states, the legal transitions between them, and the wire types
+//! of print-service's `/print/jobs` API.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+/// Where a print job is in its life (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Dispatched,
+    Printing,
+    Completed,
+    Failed,
+    Canceled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Dispatched,
+        JobState::Printing,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Canceled,
+    ];
+
+    /// Whether a job may move from `self` to `next`. The only legal moves are
+    /// queued → dispatched → printing → completed, any of the first three → failed,
+    /// and queued → canceled.
+    pub fn can_transition_to(self, next: JobState) -> bool {
+        use JobState::*;
+        matches!(
+            (self, next),
+            (Queued, Dispatched)
+                | (Dispatched, Printing)
+                | (Printing, Completed)
+                | (Queued | Dispatched | Printing, Failed)
+                | (Queued, Canceled)
+        )
+    }
+
+    /// A job in a terminal state never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Canceled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Dispatched => "dispatched",
+            JobState::Printing => "printing",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /print/jobs` body. `copies` defaults to 1, so the seed API's
+/// `{user_id, file_id}` body stays valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrintJob {
+    #[validate(range(min = 1, message = "must be a positive integer"))]
+    pub user_id: i64,
+    #[validate(range(min = 1, message = "must be a positive integer"))]
+    pub file_id: i64,
+    #[serde(default = "one")]
+    #[validate(range(min = 1, max = 100, message = "must be between 1 and 100"))]
+    pub copies: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// A print job as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrintJob {
+    /// Opaque to clients.
+    pub id: Uuid,
+    pub user_id: i64,
+    pub file_id: i64,
+    pub copies: i32,
+    pub state: JobState,
+    pub printer_id: Option<i64>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Why the job failed, when it did.
+    pub error: Option<String>,
+}
+
+/// One page of `GET /print/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PrintJobList {
+    pub jobs: Vec<PrintJob>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /print/jobs`.
+#[derive(Debug, Clone, Default, Deserialize, Validate, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListQuery {
+    #[validate(range(min = 1, message = "must be a positive integer"))]
+    pub user_id: Option<i64>,
+    pub state: Option<JobState>,
+    /// Page size, 1..=100 (default 20).
+    #[validate(range(min = 1, max = 100, message = "must be between 1 and 100"))]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobState::*;
+
+    #[test]
+    fn only_the_documented_transitions_are_legal() {
+        let legal = [
+            (Queued, Dispatched),
+            (Dispatched, Printing),
+            (Printing, Completed),
+            (Queued, Failed),
+            (Dispatched, Failed),
+            (Printing, Failed),
+            (Queued, Canceled),
+        ];
+        for from in JobState::ALL {
+            for to in JobState::ALL {
+                assert_eq!(
+                    from.can_transition_to(to),
+                    legal.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_states_have_no_way_out() {
+        for from in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert!(JobState::ALL.iter().all(|to| !from.can_transition_to(*to)));
+        }
+    }
+
+    #[test]
+    fn seed_body_without_copies_is_valid_with_one_copy() {
+        let job: CreatePrintJob = serde_json::from_str(r#"{"user_id":1,"file_id":7}"#).unwrap();
+        assert_eq!(job.copies, 1);
+        assert!(job.validate().is_ok());
+    }
+
+    #[test]
+    fn each_bad_field_is_reported() {
+        let job = CreatePrintJob {
+            user_id: 0,
+            file_id: -1,
+            copies: 101,
+        };
+        let errors = job.validate().unwrap_err();
+        let fields = errors.field_errors();
+        assert!(fields.contains_key("user_id"));
+        assert!(fields.contains_key("file_id"));
+        assert!(fields.contains_key("copies"));
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in JobState::ALL {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JobState::parse("lost"), None);
+    }
+}

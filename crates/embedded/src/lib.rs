@@ -1,0 +1,7 @@
+//! Batteries for running pixpress without any infrastructure installed beyond the
+//! PostgreSQL server binaries: used by the local stack and the test kit, never by a
+//! service.
+
+pub mod postgres;
+
+pub use postgres::{PostgresCluster, PostgresError};

@@ -1,0 +1,97 @@
+//! Configuration from the environment (DESIGN.md §2).
+//!
+//! Each binary declares its settings as a `clap::Parser` whose arguments read from
+//! environment variables, so `--help` documents every variable. The settings every
+//! binary shares are here, to be `#[command(flatten)]`ed.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Settings of every binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Log filter (env_logger syntax), e.g. `info` or `pixpress_print=debug,info`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+    /// Seconds to finish in-flight requests and claimed work after SIGTERM/SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl CommonArgs {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+impl Default for CommonArgs {
+    fn default() -> Self {
+        Self {
+            rust_log: "info".to_owned(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Settings of the binaries that keep state in PostgreSQL.
+#[derive(Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL, e.g. `postgres://pixpress@127.0.0.1:5432/pixpress`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Maximum connections in the pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+}
+
+impl DatabaseArgs {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            db_pool_size: 16,
+        }
+    }
+}
+
+// The URL may carry a password: never print it.
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &"<redacted>")
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+/// Parses a binary's settings from the environment and arguments.
+///
+/// `--help` prints and exits 0; a missing or malformed setting prints one line naming
+/// it and exits 2.
+pub fn parse<C: Parser>() -> C {
+    match C::try_parse() {
+        Ok(config) => config,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
+                let _ = err.print();
+                std::process::exit(0);
+            }
+            // clap's message spans lines (the missing argument is on the second);
+            // keep everything before the usage block, on one line.
+            let message = err.to_string();
+            let summary: Vec<&str> = message
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+                .collect();
+            let bin = std::env::args().next().unwrap_or_default();
+            let bin = bin.rsplit('/').next().unwrap_or("pixpress");
+            eprintln!("{bin}: configuration {}", summary.join(" "));
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! PostgreSQL: the bb8 pool, migrations, and the database's part in readiness.
+//!
+//! A binary never waits for the database to start: the pool connects lazily, the
+//! migrations run (and retry) in the background, and `/ready` stays 503 until both
+//! the database answers and the schema is current.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb8_postgres::PostgresConnectionManager;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DatabaseArgs;
+use crate::ApiError;
+
+pub type PgPool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+pub type PgConnection<'a> = bb8::PooledConnection<'a, PostgresConnectionManager<NoTls>>;
+
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// Key of the advisory lock that serializes migrations across replicas ("pixpress").
+const MIGRATION_LOCK_KEY: i64 = 0x7069_7870_7265_7373;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Pool(#[from] bb8::RunError<tokio_postgres::Error>),
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+impl From<DbError> for ApiError {
+    /// Database trouble is the service's, not the client's: 503, cause logged.
+    fn from(err: DbError) -> Self {
+        log::error!("{err}");
+        ApiError::unavailable("the database is unavailable; retry later").retry_after(1)
+    }
+}
+
+/// Builds the pool without connecting. Fails only when `DATABASE_URL` is malformed.
+pub fn pool(args: &DatabaseArgs, connect_timeout: Duration) -> Result<PgPool, String> {
+    let mut config = tokio_postgres::Config::from_str(&args.database_url)
+        .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    config.connect_timeout(connect_timeout);
+    let manager = PostgresConnectionManager::new(config, NoTls);
+    Ok(bb8::Pool::builder()
+        .max_size(args.db_pool_size)
+        .connection_timeout(connect_timeout)
+        .build_unchecked(manager))
+}
+
+/// Applies every pending migration in one transaction, holding an advisory lock so
+/// replicas starting together apply each migration exactly once. Returns how many
+/// were applied.
+pub async fn migrate(pool: &PgPool) -> Result<usize, DbError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version text PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: Vec<String> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut count = 0;
+    for (version, sql) in MIGRATIONS {
+        if applied.iter().any(|v| v == version) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        log::info!("applied migration {version}");
+        count += 1;
+    }
+    tx.commit().await?;
+    Ok(count)
+}
+
+/// The service's database: the pool plus whether the schema is current.
+#[derive(Clone)]
+pub struct Database {
+    pub pool: PgPool,
+    migrated: Arc<AtomicBool>,
+}
+
+impl Database {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            migrated: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Migrates in the background, retrying with backoff until it succeeds or the
+    /// service stops.
+    pub fn migrate_in_background(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let db = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match migrate(&db.pool).await {
+                    Ok(_) => {
+                        db.migrated.store(true, Ordering::Release);
+                        return;
+                    }
+                    Err(err) => {
+                        log::warn!("migrations not applied yet, retrying in {delay:?}: {err}")
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        })
+    }
+
+    pub fn is_migrated(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+
+    /// Ready when the schema is current and a connection answers a query.
+    pub async fn check(&self) -> Result<(), String> {
+        if !self.is_migrated() {
+            return Err("migrations not applied yet".into());
+        }
+        let conn = self.pool.get().await.map_err(|e| e.to_string())?;
+        conn.simple_query("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! The service kit: everything a pixpress binary would otherwise repeat.
+//!
+//! A service brings its routes, its SQL and its background work; the kit brings
+//! configuration, logging, the Postgres pool and migrations, the HTTP server with
+//! its middleware (request ids, metrics, problem+json errors), health and readiness,
+//! the backpressure gate, the outbound HTTP client and graceful shutdown.
+
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod gate;
+pub mod health;
+pub mod metrics;
+pub mod problem;
+pub mod request_id;
+pub mod server;
+pub mod telemetry;
+
+pub use problem::ApiError;

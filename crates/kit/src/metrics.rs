@@ -1,0 +1,90 @@
+//! Prometheus metrics: actix-web-prom's HTTP metrics (labelled by route pattern) and
+//! one registry per service for its own metrics, all served on `GET /metrics`.
+
+use std::collections::HashMap;
+
+use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
+};
+
+/// Builds the HTTP metrics middleware for `service`: `pixpress_http_requests_total`
+/// and `pixpress_http_requests_duration_seconds` with a constant `service` label;
+/// unmatched paths are masked so random URLs cannot explode the label set.
+pub fn http_metrics(service: &str) -> PrometheusMetrics {
+    let labels = HashMap::from([("service".to_owned(), service.to_owned())]);
+    PrometheusMetricsBuilder::new("pixpress")
+        .endpoint("/metrics")
+        .const_labels(labels)
+        .mask_unmatched_patterns("UNKNOWN")
+        .build()
+        // Only fails when the builder's own metric definitions are invalid.
+        .expect("actix-web-prom metric definitions are valid")
+}
+
+/// Registers service metrics in a registry, panicking on a programming error (two
+/// metrics with one name), which every test run would catch at start-up.
+pub struct MetricsRegistrar<'a> {
+    registry: &'a Registry,
+    prefix: String,
+}
+
+impl<'a> MetricsRegistrar<'a> {
+    /// Metrics registered through this get names `pixpress_<service>_<name>`.
+    pub fn new(registry: &'a Registry, service: &str) -> Self {
+        Self {
+            registry,
+            prefix: format!("pixpress_{service}_"),
+        }
+    }
+
+    fn register<M: prometheus::core::Collector + Clone + 'static>(&self, metric: M) -> M {
+        self.registry
+            .register(Box::new(metric.clone()))
+            .expect("metric names are unique per service");
+        metric
+    }
+
+    pub fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(format!("{}{name}", self.prefix), help).expect("valid metric"))
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> Gauge {
+        self.register(Gauge::new(format!("{}{name}", self.prefix), help).expect("valid metric"))
+    }
+
+    pub fn int_counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(
+            IntCounter::new(format!("{}{name}", self.prefix), help).expect("valid metric"),
+        )
+    }
+
+    pub fn int_counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let opts = Opts::new(format!("{}{name}", self.prefix), help);
+        self.register(IntCounterVec::new(opts, labels).expect("valid metric"))
+    }
+
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+        let opts = HistogramOpts::new(format!("{}{name}", self.prefix), help).buckets(buckets);
+        self.register(Histogram::with_opts(opts).expect("valid metric"))
+    }
+
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Vec<f64>,
+    ) -> HistogramVec {
+        let opts = HistogramOpts::new(format!("{}{name}", self.prefix), help).buckets(buckets);
+        self.register(HistogramVec::new(opts, labels).expect("valid metric"))
+    }
+}
+
+/// Buckets for calls to other services and databases: 1 ms to 10 s.
+pub fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+}

@@ -1,0 +1,238 @@
+//! The HTTP server every service runs, its background tasks, and graceful shutdown.
+//!
+//! A service hands [`serve`] its routes; the kit wraps them with the request-id,
+//! logging, metrics and problem+json middleware and mounts the operational routes.
+//! [`Service::run_until_stopped`] then waits for SIGTERM/SIGINT (or a
+//! [`ServiceHandle::stop`]), stops accepting, lets in-flight requests and claimed
+//! background work finish within the grace period, and returns.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, Logger};
+use actix_web::{web, App, HttpServer};
+use actix_web_prom::PrometheusMetrics;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{self, Readiness};
+use crate::{problem, request_id};
+
+/// Everything the kit needs to serve a service's routes.
+pub struct HttpSettings {
+    pub metrics: PrometheusMetrics,
+    pub readiness: Readiness,
+    pub openapi: utoipa::openapi::OpenApi,
+    pub shutdown_grace: Duration,
+    /// Largest JSON body accepted (413 above).
+    pub json_limit: usize,
+    /// actix worker threads (0: one per core).
+    pub workers: usize,
+}
+
+/// Binds `routes` (plus the operational routes) to `listener`.
+pub fn serve<F>(listener: TcpListener, settings: HttpSettings, routes: F) -> io::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let openapi_json =
+        Arc::new(serde_json::to_string(&settings.openapi).map_err(io::Error::other)?);
+    let HttpSettings {
+        metrics,
+        readiness,
+        json_limit,
+        ..
+    } = settings;
+    let mut server = HttpServer::new(move || {
+        let readiness = readiness.clone();
+        let openapi_json = Arc::clone(&openapi_json);
+        App::new()
+            .app_data(problem::json_config(json_limit))
+            .app_data(problem::path_config())
+            .app_data(problem::query_config())
+            .configure(move |cfg| health::configure(cfg, readiness, openapi_json))
+            .configure(routes.clone())
+            .default_service(web::to(problem::not_found))
+            .wrap(problem::error_handlers())
+            .wrap(metrics.clone())
+            .wrap(from_fn(request_id::middleware))
+            .wrap(Logger::new(
+                r#"%a "%r" %s %b %Dms request_id=%{x-request-id}o"#,
+            ))
+    })
+    // The kit handles signals itself, so background work stops together with HTTP.
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_grace.as_secs())
+    .listen(listener)?;
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    Ok(server.run())
+}
+
+/// Background work tied to a service's lifetime: each task gets the stop token and
+/// is awaited (up to the grace period) at shutdown.
+#[derive(Default)]
+pub struct Background {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Spawns `task(stop)`; the task should return soon after `stop` is cancelled,
+    /// once the work it has claimed is finished or released.
+    pub fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push(tokio::spawn(task(self.stop.clone())));
+    }
+
+    pub fn push(&mut self, handle: JoinHandle<()>) {
+        self.tasks.push(handle);
+    }
+
+    async fn stop(self, grace: Duration) {
+        self.stop.cancel();
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            log::warn!("background work did not finish within {grace:?}; leaving it");
+        }
+    }
+}
+
+/// A bound, running service.
+pub struct Service {
+    name: &'static str,
+    addr: SocketAddr,
+    server: Server,
+    background: Background,
+    grace: Duration,
+}
+
+/// Stops a running [`Service`] from elsewhere (tests, the stack).
+#[derive(Clone)]
+pub struct ServiceHandle {
+    stop: CancellationToken,
+}
+
+impl ServiceHandle {
+    /// Asks the service to shut down gracefully; `run_until_stopped` returns when done.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Service {
+    pub fn new(
+        name: &'static str,
+        addr: SocketAddr,
+        server: Server,
+        background: Background,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            name,
+            addr,
+            server,
+            background,
+            grace,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:<port>` (the loopback address even when bound to 0.0.0.0).
+    pub fn local_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn handle(&self) -> ServiceHandle {
+        ServiceHandle {
+            stop: self.background.token(),
+        }
+    }
+
+    /// Serves until SIGTERM/SIGINT or [`ServiceHandle::stop`], then shuts down
+    /// gracefully: no new connections, in-flight requests and claimed work finish
+    /// within the grace period.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        let Service {
+            name,
+            server,
+            background,
+            grace,
+            ..
+        } = self;
+        let server_handle: ServerHandle = server.handle();
+        let stop = background.token();
+        let mut server = tokio::spawn(server);
+        let early_exit = tokio::select! {
+            _ = shutdown_signal() => None,
+            _ = stop.cancelled() => None,
+            result = &mut server => Some(result),
+        };
+        log::info!("{name}: shutting down (grace {grace:?})");
+        let http = async {
+            match early_exit {
+                Some(result) => result,
+                None => {
+                    server_handle.stop(true).await;
+                    server.await
+                }
+            }
+        };
+        let ((), result) = tokio::join!(background.stop(grace), http);
+        log::info!("{name}: stopped");
+        result.map_err(io::Error::other)?
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Binds `addr`, naming it in the error (so "port taken" is one clear line).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("pixpress: the one-command local stack is not built yet (see issue 7)");
+}

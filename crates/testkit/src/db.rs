@@ -1,0 +1,190 @@
+//! A fresh, migrated database per test.
+//!
+//! The server is found once per test binary, in this order: `TEST_DATABASE_URL`,
+//! then `DATABASE_URL`, then `postgres://postgres@127.0.0.1:5432`, and if none of
+//! them answers, a throwaway cluster started from the installed server binaries in
+//! a temporary directory (stopped when the test binary exits).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The server URL (of its maintenance database) every test database is created on.
+static SERVER: OnceCell<String> = OnceCell::const_new();
+/// Keeps the throwaway cluster (and its directory) alive for the whole test binary.
+static THROWAWAY: OnceLock<(PostgresCluster, tempfile::TempDir)> = OnceLock::new();
+
+/// A database of its own for one test, created empty and migrated.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a new database. Panics with one clear line when no
+    /// PostgreSQL can be reached or started (tests cannot run without one).
+    pub async fn new() -> Self {
+        let db = Self::empty().await;
+        let pool = db.pool();
+        pixpress_kit::db::migrate(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("migrating {}: {e}", db.name));
+        db
+    }
+
+    /// Creates a new database without migrating it.
+    pub async fn empty() -> Self {
+        let server = server_url().await;
+        let name = format!("pixpress_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(server, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {server}: {e}"));
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+        let url = replace_database(server, &name);
+        Self { name, url }
+    }
+
+    /// A pool on this database (small: tests share the server).
+    pub fn pool(&self) -> pixpress_kit::db::PgPool {
+        let mut args = pixpress_kit::config::DatabaseArgs::new(&self.url);
+        args.db_pool_size = 8;
+        pixpress_kit::db::pool(&args, Duration::from_secs(5)).expect("a valid test database URL")
+    }
+
+    /// A direct client, for asserting on what a service stored.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url));
+        tokio::spawn(conn);
+        client
+    }
+}
+
+/// `postgres://…/old` → `postgres://…/new` (query string kept).
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{database}?{q}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+async fn answers(url: &str) -> bool {
+    let connect = tokio_postgres::connect(url, NoTls);
+    match tokio::time::timeout(Duration::from_secs(3), connect).await {
+        Ok(Ok((client, conn))) => {
+            tokio::spawn(conn);
+            client.simple_query("SELECT 1").await.is_ok()
+        }
+        _ => false,
+    }
+}
+
+async fn server_url() -> &'static str {
+    SERVER
+        .get_or_init(|| async {
+            for var in ["TEST_DATABASE_URL", "DATABASE_URL"] {
+                if let Ok(url) = std::env::var(var) {
+                    if !url.is_empty() {
+                        return url;
+                    }
+                }
+            }
+            if answers(DEFAULT_SERVER).await {
+                return DEFAULT_SERVER.to_owned();
+            }
+            tokio::task::spawn_blocking(start_throwaway)
+                .await
+                .unwrap_or_else(|e| panic!("starting a throwaway PostgreSQL: {e}"))
+        })
+        .await
+}
+
+/// Removes throwaway clusters of earlier test binaries (their servers died with
+/// them, but statics are never dropped, so their directories stay).
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("pixpress-pg-"));
+        // A directory younger than a minute may be a cluster still being initialized.
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < Duration::from_secs(60));
+        if !is_ours || young {
+            continue;
+        }
+        let pid = std::fs::read_to_string(path.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+            });
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if !alive {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn start_throwaway() -> String {
+    let (cluster, _dir) = THROWAWAY.get_or_init(|| {
+        remove_stale_clusters();
+        let dir = tempfile::Builder::new()
+            .prefix("pixpress-pg-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
+        let options = ClusterOptions {
+            data_dir: dir.path().join("data"),
+            port: free_port().unwrap_or_else(|e| panic!("finding a free port: {e}")),
+            durable: false,
+        };
+        let cluster = PostgresCluster::start(&options).unwrap_or_else(|e| {
+            panic!("no PostgreSQL at {DEFAULT_SERVER} and none could be started: {e}")
+        });
+        (cluster, dir)
+    });
+    cluster.url("postgres")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn replaces_only_the_database_name() {
+        assert_eq!(
+            replace_database("postgres://u:p@h:5432/postgres?sslmode=disable", "t1"),
+            "postgres://u:p@h:5432/t1?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://h", "t2"), "postgres://h/t2");
+    }
+}

@@ -1,0 +1,8 @@
+//! Test support shared by every crate's tests: a fresh, migrated PostgreSQL
+//! database per test and small HTTP helpers. A dev-dependency only.
+
+pub mod db;
+pub mod http;
+pub mod process;
+
+pub use db::TestDatabase;

@@ -1,0 +1,24 @@
+//! The management-api binary as operators run it: configured from the environment, serving the
+//! operational routes, exiting 0 on SIGTERM.
+
+use pixpress_testkit::process::{assert_help_lists, assert_serves_and_stops_on_sigterm};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_management-api");
+
+#[tokio::test]
+async fn serves_operational_routes_and_stops_on_sigterm() {
+    assert_serves_and_stops_on_sigterm(BINARY, &[]).await;
+}
+
+#[test]
+fn help_lists_its_environment_variables() {
+    assert_help_lists(
+        BINARY,
+        &[
+            "HTTP_ADDR",
+            "DOWNLOAD_URL",
+            "PRINTER_URL",
+            "MANAGEMENT_LATENCY_MS",
+        ],
+    );
+}

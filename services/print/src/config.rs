@@ -1,0 +1,70 @@
+//! print-service settings (DESIGN.md §2); `print-service --help` lists them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pixpress_kit::config::{CommonArgs, DatabaseArgs};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "print-service",
+    version,
+    about = "Accepts print jobs, authorizes them with the management API, keeps them in \
+             PostgreSQL and dispatches them to printers. Settings come from the environment."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Base URL of the management API.
+    #[arg(long, env = "MANAGEMENT_URL", default_value = "http://127.0.0.1:8082")]
+    pub management_url: String,
+    /// Concurrent management API calls before answering 429.
+    #[arg(long, env = "BACKEND_PERMITS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub backend_permits: u32,
+    /// Timeout of one management API call, in milliseconds.
+    #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub backend_timeout_ms: u64,
+    /// Base URL printers call back on.
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// Standard Webhooks secret (`whsec_…`) printers sign their callbacks with.
+    #[arg(long, env = "PRINTER_CALLBACK_SECRET", hide_env_values = true)]
+    pub printer_callback_secret: Option<String>,
+    /// Jobs dispatched to printers at once.
+    #[arg(long, env = "DISPATCH_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub dispatch_concurrency: u32,
+    /// Attempts to hand a job to its printer before it fails.
+    #[arg(long, env = "DISPATCH_MAX_ATTEMPTS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub dispatch_max_attempts: u32,
+}
+
+impl Config {
+    /// Defaults for everything but the database, for tests and the local stack.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            common: CommonArgs::default(),
+            database: DatabaseArgs::new(database_url),
+            management_url: "http://127.0.0.1:8082".to_owned(),
+            backend_permits: 64,
+            backend_timeout_ms: 2000,
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            printer_callback_secret: None,
+            dispatch_concurrency: 16,
+            dispatch_max_attempts: 8,
+        }
+    }
+
+    pub fn backend_timeout(&self) -> Duration {
+        Duration::from_millis(self.backend_timeout_ms)
+    }
+}

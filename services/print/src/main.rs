@@ -1,0 +1,15 @@
+//! print-service: see the library crate.
+
+use pixpress_kit::{config, server, telemetry};
+use pixpress_print::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config: Config = config::parse();
+    telemetry::init_logging(&config.common.rust_log);
+    let listener = server::bind(config.http_addr)?;
+    let service = pixpress_print::build(config, listener)?;
+    log::info!("print-service listening on {}", service.addr());
+    service.run_until_stopped().await?;
+    Ok(())
+}

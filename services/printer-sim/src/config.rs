@@ -1,0 +1,52 @@
+//! printer-sim settings (DESIGN.md §2); `printer-sim --help` lists them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pixpress_kit::config::CommonArgs;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "printer-sim",
+    version,
+    about = "A simulated HTTP printer: accepts jobs, prints them slowly and calls back \
+             with signed status updates. Settings come from the environment."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8083")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Standard Webhooks secret (`whsec_…`) callbacks are signed with.
+    #[arg(long, env = "PRINTER_CALLBACK_SECRET", hide_env_values = true)]
+    pub printer_callback_secret: Option<String>,
+    /// Time to print one copy, in milliseconds.
+    #[arg(long, env = "PRINTER_DELAY_MS", default_value_t = 500)]
+    pub printer_delay_ms: u64,
+    /// Share of jobs that fail, 0.0..=1.0.
+    #[arg(long, env = "PRINTER_FAIL_RATE", default_value_t = 0.0)]
+    pub printer_fail_rate: f64,
+    /// Jobs printing at once before answering 503.
+    #[arg(long, env = "PRINTER_CAPACITY", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub printer_capacity: u32,
+}
+
+impl Config {
+    /// Defaults on an ephemeral loopback port, for tests and the local stack.
+    pub fn local() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            common: CommonArgs::default(),
+            printer_callback_secret: None,
+            printer_delay_ms: 500,
+            printer_fail_rate: 0.0,
+            printer_capacity: 32,
+        }
+    }
+
+    pub fn delay_per_copy(&self) -> Duration {
+        Duration::from_millis(self.printer_delay_ms)
+    }
+}
