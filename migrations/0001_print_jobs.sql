@@ -17,7 +17,9 @@ CREATE TABLE print_jobs (
     lease_expires_at timestamptz,
     error            text,
     idempotency_key  text,
-    request_hash     text,
+    -- user_id:file_id:copies of the request that created the job, to tell a retry
+    -- (same key, same body) from a conflicting reuse of the key.
+    request_fingerprint text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now()
 );

@@ -5,6 +5,7 @@
 //! its receiver: that is the compile-time half of the contract tests.
 
 pub mod job;
+pub mod management;
 pub mod problem;
 
 pub use job::{CreatePrintJob, JobState, PrintJob, PrintJobList};

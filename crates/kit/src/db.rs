@@ -32,10 +32,10 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
 }
 
-impl From<DbError> for ApiError {
-    /// Database trouble is the service's, not the client's: 503, cause logged.
-    fn from(err: DbError) -> Self {
-        log::error!("{err}");
+impl From<&DbError> for ApiError {
+    /// Database trouble is the service's, not the client's: 503 without the cause
+    /// (log it where the error is handled).
+    fn from(_: &DbError) -> Self {
         ApiError::unavailable("the database is unavailable; retry later").retry_after(1)
     }
 }

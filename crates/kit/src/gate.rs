@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntGauge, Registry};
+use prometheus::{IntCounter, Registry};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::MetricsRegistrar;
@@ -50,17 +48,12 @@ impl BackendGate {
             "backpressure_rejections_total",
             "Requests answered 429 because no backend permit was free",
         );
-        let available = IntGauge::new(
-            format!("pixpress_{service}_backend_permits_available"),
+        let read = Arc::clone(&semaphore);
+        metrics.gauge_fn(
+            "backend_permits_available",
             "Backend call permits free right now",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(AvailablePermits {
-                semaphore: Arc::clone(&semaphore),
-                gauge: available,
-            }))
-            .expect("metric names are unique per service");
+            move || read.available_permits() as i64,
+        );
         Self {
             semaphore,
             rejections,
@@ -79,24 +72,6 @@ impl BackendGate {
 
     pub fn available(&self) -> usize {
         self.semaphore.available_permits()
-    }
-}
-
-/// Reads the semaphore at scrape time, so the gauge is exact without bookkeeping
-/// on the hot path.
-struct AvailablePermits {
-    semaphore: Arc<Semaphore>,
-    gauge: IntGauge,
-}
-
-impl Collector for AvailablePermits {
-    fn desc(&self) -> Vec<&Desc> {
-        self.gauge.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        self.gauge.set(self.semaphore.available_permits() as i64);
-        self.gauge.collect()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod gate;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod problem;
 pub mod request_id;

@@ -46,6 +46,18 @@ impl<'a> MetricsRegistrar<'a> {
         metric
     }
 
+    /// A gauge whose value `read` computes at scrape time: exact, and free on the
+    /// hot path.
+    pub fn gauge_fn(&self, name: &str, help: &str, read: impl Fn() -> i64 + Send + Sync + 'static) {
+        let gauge = IntGauge::new(format!("{}{name}", self.prefix), help).expect("valid metric");
+        self.registry
+            .register(Box::new(FnGauge {
+                gauge,
+                read: Box::new(read),
+            }))
+            .expect("metric names are unique per service");
+    }
+
     pub fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
         self.register(IntGauge::new(format!("{}{name}", self.prefix), help).expect("valid metric"))
     }
@@ -87,4 +99,20 @@ pub fn latency_buckets() -> Vec<f64> {
     vec![
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ]
+}
+
+struct FnGauge {
+    gauge: IntGauge,
+    read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl prometheus::core::Collector for FnGauge {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set((self.read)());
+        self.gauge.collect()
+    }
 }

@@ -15,7 +15,7 @@ use pixpress_domain::Problem;
 /// them into this at the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    problem: Problem,
+    problem: Box<Problem>,
     retry_after_secs: Option<u64>,
     www_authenticate: bool,
 }
@@ -66,7 +66,7 @@ impl ApiError {
 impl From<Problem> for ApiError {
     fn from(problem: Problem) -> Self {
         Self {
-            problem,
+            problem: Box::new(problem),
             retry_after_secs: None,
             www_authenticate: false,
         }
@@ -100,7 +100,7 @@ impl ResponseError for ApiError {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         // Serializing a struct of strings and integers cannot fail.
-        res.body(serde_json::to_vec(&self.problem).unwrap_or_default())
+        res.body(serde_json::to_vec(&*self.problem).unwrap_or_default())
     }
 }
 

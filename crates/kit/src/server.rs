@@ -52,6 +52,7 @@ where
         let openapi_json = Arc::clone(&openapi_json);
         App::new()
             .app_data(problem::json_config(json_limit))
+            .app_data(web::PayloadConfig::new(json_limit))
             .app_data(problem::path_config())
             .app_data(problem::query_config())
             .configure(move |cfg| health::configure(cfg, readiness, openapi_json))
@@ -170,6 +171,20 @@ impl Service {
         ServiceHandle {
             stop: self.background.token(),
         }
+    }
+
+    /// Runs the service on the current runtime in the background (tests, the
+    /// stack); returns its loopback URL and a handle to stop it.
+    pub fn spawn(self) -> (String, ServiceHandle) {
+        let url = self.local_url();
+        let handle = self.handle();
+        let name = self.name;
+        tokio::spawn(async move {
+            if let Err(e) = self.run_until_stopped().await {
+                log::error!("{name} stopped with an error: {e}");
+            }
+        });
+        (url, handle)
     }
 
     /// Serves until SIGTERM/SIGINT or [`ServiceHandle::stop`], then shuts down

@@ -2,6 +2,7 @@
 //! database per test and small HTTP helpers. A dev-dependency only.
 
 pub mod db;
+pub mod fixture;
 pub mod http;
 pub mod process;
 

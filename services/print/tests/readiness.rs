@@ -10,10 +10,10 @@ use pixpress_testkit::TestDatabase;
 
 fn start(database_url: &str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let service = build(Config::with_database(database_url), listener).unwrap();
-    let url = service.local_url();
-    tokio::spawn(service.run_until_stopped());
-    url
+    build(Config::with_database(database_url), listener)
+        .unwrap()
+        .spawn()
+        .0
 }
 
 #[tokio::test]

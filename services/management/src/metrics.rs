@@ -1,0 +1,47 @@
+//! management-api's own metrics: how many lookups are being served, and the most
+//! ever served at once (what backpressure tests and operators look at).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use pixpress_kit::metrics::MetricsRegistrar;
+use prometheus::Registry;
+
+#[derive(Clone, Default)]
+pub struct LookupMetrics {
+    in_flight: Arc<AtomicI64>,
+    in_flight_max: Arc<AtomicI64>,
+}
+
+/// Counts one lookup in flight until dropped.
+pub struct InFlight(LookupMetrics);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl LookupMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let this = Self::default();
+        let metrics = MetricsRegistrar::new(registry, "management");
+        let now = Arc::clone(&this.in_flight);
+        metrics.gauge_fn("lookups_in_flight", "Lookups being served now", move || {
+            now.load(Ordering::Acquire)
+        });
+        let max = Arc::clone(&this.in_flight_max);
+        metrics.gauge_fn(
+            "lookups_in_flight_max",
+            "Most lookups ever served at once since start",
+            move || max.load(Ordering::Acquire),
+        );
+        this
+    }
+
+    pub fn enter(&self) -> InFlight {
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.in_flight_max.fetch_max(now, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+}

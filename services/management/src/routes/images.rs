@@ -1,0 +1,106 @@
+//! `/users/{user_id}/images…`: a user's image records.
+
+use actix_web::{http::header, web, HttpResponse};
+use pixpress_domain::management::{CreateImage, Image};
+use pixpress_domain::Problem;
+use pixpress_kit::json::ValidJson;
+use pixpress_kit::problem::resource;
+use pixpress_kit::ApiError;
+
+use super::positive;
+use crate::State;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/users/{user_id}/images")
+            .route(web::post().to(create_image))
+            .route(web::get().to(list_images)),
+    )
+    .service(
+        resource("/users/{user_id}/images/{id}")
+            .route(web::get().to(get_image))
+            .route(web::delete().to(delete_image)),
+    );
+}
+
+/// Adds an image to the user's collection by URL; it is `pending` until downloaded
+/// (or `ready` at once with the test-only `"ready": true`).
+#[utoipa::path(post, path = "/users/{user_id}/images", tag = "images",
+    params(("user_id" = i64, Path, description = "The user")),
+    request_body = CreateImage,
+    responses(
+        (status = 201, description = "Image recorded", body = Image,
+            headers(("Location" = String, description = "The new image"))),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_image(
+    state: web::Data<State>,
+    user_id: web::Path<i64>,
+    body: ValidJson<CreateImage>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = positive(user_id.into_inner(), "user")?;
+    let CreateImage { url, ready } = body.into_inner();
+    let image = state.catalog.create_image(user_id, url, ready);
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/users/{user_id}/images/{}", image.id),
+        ))
+        .json(image))
+}
+
+/// The user's images, oldest first.
+#[utoipa::path(get, path = "/users/{user_id}/images", tag = "images",
+    params(("user_id" = i64, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user's images", body = [Image]),
+        (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_images(
+    state: web::Data<State>,
+    user_id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = positive(user_id.into_inner(), "user")?;
+    Ok(HttpResponse::Ok().json(state.catalog.images_of(user_id)))
+}
+
+/// One image; another user's image is 404 like a missing one.
+#[utoipa::path(get, path = "/users/{user_id}/images/{id}", tag = "images",
+    params(("user_id" = i64, Path, description = "The user"), ("id" = i64, Path, description = "The image")),
+    responses(
+        (status = 200, description = "The image", body = Image),
+        (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_image(
+    state: web::Data<State>,
+    path: web::Path<(i64, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, id) = path.into_inner();
+    state
+        .catalog
+        .image_of(user_id, id)
+        .map(|image| HttpResponse::Ok().json(image))
+        .ok_or_else(|| ApiError::not_found(format!("no image {id} for user {user_id}")))
+}
+
+#[utoipa::path(delete, path = "/users/{user_id}/images/{id}", tag = "images",
+    params(("user_id" = i64, Path, description = "The user"), ("id" = i64, Path, description = "The image")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_image(
+    state: web::Data<State>,
+    path: web::Path<(i64, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, id) = path.into_inner();
+    if state.catalog.delete_image(user_id, id) {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no image {id} for user {user_id}"
+        )))
+    }
+}

@@ -1,0 +1,47 @@
+//! `/lookup`: may this user print this file, where is it, which printer takes it?
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use pixpress_domain::management::{Lookup, LookupQuery};
+use pixpress_domain::Problem;
+use pixpress_kit::problem::resource;
+use pixpress_kit::ApiError;
+
+use crate::catalog::LookupRefusal;
+use crate::State;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/lookup").route(web::get().to(lookup)));
+}
+
+#[utoipa::path(get, path = "/lookup", tag = "lookup", params(LookupQuery),
+    responses(
+        (status = 200, description = "The user may print the file", body = Lookup),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The image belongs to someone else", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The image is not downloaded yet", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No printer registered", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn lookup(
+    state: web::Data<State>,
+    query: web::Query<LookupQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let _in_flight = state.lookups.enter();
+    if !state.lookup_latency.is_zero() {
+        tokio::time::sleep(state.lookup_latency).await;
+    }
+    let LookupQuery { user_id, file_id } = query.into_inner();
+    match state.catalog.lookup(user_id, file_id) {
+        Ok(found) => Ok(HttpResponse::Ok().json(found)),
+        Err(LookupRefusal::NoSuchImage) => Err(ApiError::not_found(format!("no image {file_id}"))),
+        Err(LookupRefusal::NotOwner) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("image {file_id} belongs to another user"),
+        )),
+        Err(LookupRefusal::NotReady) => Err(ApiError::conflict(format!(
+            "image {file_id} is not downloaded yet"
+        ))),
+        Err(LookupRefusal::NoPrinter) => Err(ApiError::unavailable("no printer is registered")),
+    }
+}

@@ -1,0 +1,50 @@
+//! `/printers…`: the printer registry.
+
+use actix_web::{web, HttpResponse};
+use pixpress_domain::management::{Printer, PutPrinter};
+use pixpress_domain::Problem;
+use pixpress_kit::json::ValidJson;
+use pixpress_kit::problem::resource;
+use pixpress_kit::ApiError;
+
+use super::positive;
+use crate::State;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/printers").route(web::get().to(list_printers)))
+        .service(resource("/printers/{id}").route(web::put().to(put_printer)));
+}
+
+#[utoipa::path(get, path = "/printers", tag = "printers",
+    responses((status = 200, description = "Registered printers", body = [Printer])))]
+pub async fn list_printers(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.catalog.printers())
+}
+
+/// Registers printer `id` at `url`, or moves it there.
+#[utoipa::path(put, path = "/printers/{id}", tag = "printers",
+    params(("id" = i64, Path, description = "The printer")),
+    request_body = PutPrinter,
+    responses(
+        (status = 200, description = "Printer moved", body = Printer),
+        (status = 201, description = "Printer registered", body = Printer),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a printer id", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_printer(
+    state: web::Data<State>,
+    id: web::Path<i64>,
+    body: ValidJson<PutPrinter>,
+) -> Result<HttpResponse, ApiError> {
+    let id = positive(id.into_inner(), "printer")?;
+    let url = body.into_inner().url;
+    let printer = Printer {
+        id,
+        url: url.clone(),
+    };
+    if state.catalog.put_printer(id, url) {
+        Ok(HttpResponse::Created().json(printer))
+    } else {
+        Ok(HttpResponse::Ok().json(printer))
+    }
+}

@@ -1,0 +1,198 @@
+//! management-api over real HTTP: image records, the print lookup, printers.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use pixpress_testkit::http::client;
+use serde_json::{json, Value};
+
+fn spawn(configure: impl FnOnce(&mut pixpress_management::Config)) -> String {
+    let mut config = pixpress_management::Config::local();
+    configure(&mut config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    pixpress_management::build(config, listener)
+        .unwrap()
+        .spawn()
+        .0
+}
+
+async fn create(url: &str, user: i64, body: Value) -> reqwest::Response {
+    client()
+        .post(format!("{url}/users/{user}/images"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn images_are_created_listed_fetched_and_deleted_per_user() {
+    let url = spawn(|_| {});
+    let c = client();
+    let res = create(&url, 3, json!({"url": "https://example.com/a.png"})).await;
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let image: Value = res.json().await.unwrap();
+    assert_eq!(image["status"], "pending");
+    assert_eq!(image["user_id"], 3);
+    assert!(image["original_url"].is_null());
+    assert_eq!(location, format!("/users/3/images/{}", image["id"]));
+
+    let listed: Value = c
+        .get(format!("{url}/users/3/images"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([image]));
+    let empty: Value = c
+        .get(format!("{url}/users/4/images"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty, json!([]));
+
+    // Another user's image is as absent as a missing one.
+    let other = c
+        .get(format!("{url}/users/4/images/{}", image["id"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    let mine = c.get(format!("{url}{location}")).send().await.unwrap();
+    assert_eq!(mine.json::<Value>().await.unwrap(), image);
+
+    assert_eq!(
+        c.delete(format!("{url}/users/4/images/{}", image["id"]))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.delete(format!("{url}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.get(format!("{url}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn image_urls_must_be_http_and_ids_positive() {
+    let url = spawn(|_| {});
+    for bad in [
+        json!({"url": "file:///etc/passwd"}),
+        json!({"url": 5}),
+        json!({}),
+    ] {
+        let res = create(&url, 1, bad).await;
+        assert_eq!(res.status(), 400);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], "url");
+    }
+    assert_eq!(
+        create(&url, 0, json!({"url": "http://x/y"})).await.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn lookup_answers_200_404_403_and_409() {
+    let url = spawn(|c| c.printer_url = "http://printer.test:9".into());
+    let c = client();
+    let ready: Value = create(&url, 1, json!({"url": "http://x/ready.jpg", "ready": true}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pending: Value = create(&url, 1, json!({"url": "http://x/pending.jpg"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lookup = |user: i64, file: &Value| {
+        c.get(format!("{url}/lookup?user_id={user}&file_id={file}"))
+            .send()
+    };
+
+    let ok = lookup(1, &ready["id"]).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.json::<Value>().await.unwrap(),
+        json!({"file_id": ready["id"], "image_url": "http://x/ready.jpg", "printer_id": 1, "printer_url": "http://printer.test:9"})
+    );
+    assert_eq!(lookup(2, &ready["id"]).await.unwrap().status(), 403);
+    assert_eq!(lookup(1, &pending["id"]).await.unwrap().status(), 409);
+    assert_eq!(lookup(1, &json!(12345)).await.unwrap().status(), 404);
+    let bad = c
+        .get(format!("{url}/lookup?user_id=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn lookup_latency_is_added_when_configured() {
+    let url = spawn(|c| c.management_latency_ms = 200);
+    let started = Instant::now();
+    let res = client()
+        .get(format!("{url}/lookup?user_id=1&file_id=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn printers_are_registered_and_moved() {
+    let url = spawn(|c| c.printer_url = "http://p1".into());
+    let c = client();
+    let list: Value = c
+        .get(format!("{url}/printers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, json!([{"id": 1, "url": "http://p1"}]));
+    let put = |id: i64, u: &str| {
+        c.put(format!("{url}/printers/{id}"))
+            .json(&json!({"url": u}))
+            .send()
+    };
+    assert_eq!(put(2, "http://p2").await.unwrap().status(), 201);
+    assert_eq!(put(1, "http://p1b").await.unwrap().status(), 200);
+    assert_eq!(put(3, "gopher://p3").await.unwrap().status(), 400);
+    let list: Value = c
+        .get(format!("{url}/printers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list,
+        json!([{"id": 1, "url": "http://p1b"}, {"id": 2, "url": "http://p2"}])
+    );
+}

@@ -1,0 +1,89 @@
+//! Every way a print-service request can fail, and the status each maps to.
+//! Causes from backends are logged where they happen; responses say only what the
+//! client can act on.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use pixpress_domain::JobState;
+use pixpress_kit::db::DbError;
+use pixpress_kit::gate::GateSaturated;
+use pixpress_kit::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrintError {
+    /// 400: the request is malformed (query parameters, cursor).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such job.
+    #[error("no such print job")]
+    JobNotFound,
+    /// 404: the management API knows no such file.
+    #[error("no such file")]
+    FileNotFound,
+    /// 403: the file belongs to someone else.
+    #[error("the file belongs to another user")]
+    Forbidden,
+    /// 409: the image is not downloaded yet.
+    #[error("the image is not ready to print yet")]
+    FileNotReady,
+    /// 409: only queued jobs can be canceled.
+    #[error("a {0} job cannot be canceled")]
+    NotCancelable(JobState),
+    /// 409: a dispatcher is handing the job to its printer.
+    #[error("the job is being sent to its printer and can no longer be canceled")]
+    BeingDispatched,
+    /// 422: the Idempotency-Key was used with a different body.
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
+    /// 429: no backend permit free.
+    #[error(transparent)]
+    Saturated(#[from] GateSaturated),
+    /// 504: the management API did not answer in time.
+    #[error("the management API did not answer in time")]
+    ManagementTimeout,
+    /// 502: the management API answered something unusable (5xx, garbage).
+    #[error("the management API answered unexpectedly")]
+    ManagementBadAnswer,
+    /// 503: the management API could not be reached.
+    #[error("the management API is unreachable")]
+    ManagementUnreachable,
+    /// 503: the database is unavailable.
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+impl PrintError {
+    fn to_api_error(&self) -> ApiError {
+        use PrintError::*;
+        let status = match self {
+            BadRequest(_) => StatusCode::BAD_REQUEST,
+            JobNotFound | FileNotFound => StatusCode::NOT_FOUND,
+            Forbidden => StatusCode::FORBIDDEN,
+            FileNotReady | NotCancelable(_) | BeingDispatched => StatusCode::CONFLICT,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ManagementTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ManagementBadAnswer => StatusCode::BAD_GATEWAY,
+            ManagementUnreachable => StatusCode::SERVICE_UNAVAILABLE,
+            Saturated(_) => return GateSaturated.into(),
+            Database(e) => return e.into(),
+        };
+        let api = ApiError::new(status, self.to_string());
+        match self {
+            ManagementUnreachable | ManagementBadAnswer | ManagementTimeout => api.retry_after(1),
+            _ => api,
+        }
+    }
+}
+
+impl ResponseError for PrintError {
+    fn status_code(&self) -> StatusCode {
+        self.to_api_error().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let PrintError::Database(e) = self {
+            log::error!("{e}");
+        }
+        self.to_api_error().error_response()
+    }
+}

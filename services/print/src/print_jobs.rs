@@ -1,0 +1,167 @@
+//! The `print_jobs` table: every statement print-service runs against it.
+
+use chrono::{DateTime, Utc};
+use pixpress_domain::{JobState, PrintJob};
+use pixpress_kit::db::DbError;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+/// The columns a [`PrintJob`] is read from, in [`job_from_row`]'s order.
+const JOB_COLUMNS: &str =
+    "id, user_id, file_id, copies, state, printer_id, attempts, created_at, updated_at, error";
+
+/// Channel notified when a job becomes dispatchable.
+pub const QUEUED_CHANNEL: &str = "print_jobs_queued";
+
+fn job_from_row(row: &Row) -> Result<PrintJob, DbError> {
+    let state: String = row.try_get(4)?;
+    Ok(PrintJob {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        file_id: row.try_get(2)?,
+        copies: row.try_get(3)?,
+        // The CHECK constraint admits only the names JobState knows.
+        state: JobState::parse(&state).unwrap_or(JobState::Failed),
+        printer_id: row.try_get(5)?,
+        attempts: row.try_get(6)?,
+        created_at: row.try_get::<_, DateTime<Utc>>(7)?,
+        updated_at: row.try_get::<_, DateTime<Utc>>(8)?,
+        error: row.try_get(9)?,
+    })
+}
+
+/// A job about to be queued, with what the management API said about it.
+pub struct NewJob {
+    pub user_id: i64,
+    pub file_id: i64,
+    pub copies: i32,
+    pub printer_id: i64,
+    pub printer_url: String,
+    pub image_url: String,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    /// What identifies the request for idempotent retries.
+    pub fn fingerprint(user_id: i64, file_id: i64, copies: i32) -> String {
+        format!("{user_id}:{file_id}:{copies}")
+    }
+}
+
+/// Inserts a queued job and wakes the dispatchers, in one statement (so in one
+/// transaction: the notification is delivered only if the job commits).
+/// `None` when the user's idempotency key is already taken.
+pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<PrintJob>, DbError> {
+    let sql = format!(
+        "WITH inserted AS (
+             INSERT INTO print_jobs (id, user_id, file_id, copies, state, correlation_id,
+                                     printer_id, printer_url, image_url,
+                                     idempotency_key, request_fingerprint)
+             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+             DO NOTHING
+             RETURNING {JOB_COLUMNS}
+         )
+         SELECT inserted.*, pg_notify('{QUEUED_CHANNEL}', '') FROM inserted"
+    );
+    let fingerprint = NewJob::fingerprint(job.user_id, job.file_id, job.copies);
+    let row = db
+        .query_opt(
+            &sql,
+            &[
+                &Uuid::now_v7(),
+                &job.user_id,
+                &job.file_id,
+                &job.copies,
+                &Uuid::new_v4(),
+                &job.printer_id,
+                &job.printer_url,
+                &job.image_url,
+                &job.idempotency_key,
+                &fingerprint,
+            ],
+        )
+        .await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+/// The job a user created with `key`, and the fingerprint of its request.
+pub async fn find_by_idempotency_key(
+    db: &impl GenericClient,
+    user_id: i64,
+    key: &str,
+) -> Result<Option<(PrintJob, String)>, DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS}, request_fingerprint FROM print_jobs
+         WHERE user_id = $1 AND idempotency_key = $2"
+    );
+    let Some(row) = db.query_opt(&sql, &[&user_id, &key]).await? else {
+        return Ok(None);
+    };
+    let fingerprint: Option<String> = row.try_get(10)?;
+    Ok(Some((job_from_row(&row)?, fingerprint.unwrap_or_default())))
+}
+
+pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<PrintJob>, DbError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM print_jobs WHERE id = $1");
+    let row = db.query_opt(&sql, &[&id]).await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+/// Which jobs to list, newest first, starting after `before` (a keyset cursor).
+pub struct JobFilter {
+    pub user_id: Option<i64>,
+    pub state: Option<JobState>,
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// Up to `limit` jobs, newest first. Ids are UUIDv7 (time-ordered and unique), so
+/// "id < cursor" pages are stable while new jobs arrive.
+pub async fn list(db: &impl GenericClient, filter: &JobFilter) -> Result<Vec<PrintJob>, DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM print_jobs
+         WHERE ($1::bigint IS NULL OR user_id = $1)
+           AND ($2::text IS NULL OR state = $2)
+           AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC
+         LIMIT $4"
+    );
+    let state = filter.state.map(JobState::as_str);
+    db.query(
+        &sql,
+        &[&filter.user_id, &state, &filter.before, &filter.limit],
+    )
+    .await?
+    .iter()
+    .map(job_from_row)
+    .collect()
+}
+
+pub enum CancelOutcome {
+    Canceled(PrintJob),
+    NotFound,
+    /// The job has moved on.
+    NotCancelable(JobState),
+    /// A dispatcher is handing the job to its printer right now.
+    BeingDispatched,
+}
+
+/// Cancels a queued job that no dispatcher holds.
+pub async fn cancel(db: &impl GenericClient, id: Uuid) -> Result<CancelOutcome, DbError> {
+    debug_assert!(JobState::Queued.can_transition_to(JobState::Canceled));
+    let sql = format!(
+        "UPDATE print_jobs SET state = 'canceled', updated_at = now(), next_attempt_at = now()
+         WHERE id = $1 AND state = 'queued'
+           AND (lease_expires_at IS NULL OR lease_expires_at < now())
+         RETURNING {JOB_COLUMNS}"
+    );
+    if let Some(row) = db.query_opt(&sql, &[&id]).await? {
+        return Ok(CancelOutcome::Canceled(job_from_row(&row)?));
+    }
+    Ok(match get(db, id).await? {
+        None => CancelOutcome::NotFound,
+        Some(job) if job.state == JobState::Queued => CancelOutcome::BeingDispatched,
+        Some(job) => CancelOutcome::NotCancelable(job.state),
+    })
+}

@@ -1,0 +1,226 @@
+//! `/print/jobs…`: intake, status, listing and cancellation of print jobs.
+//!
+//! Intake (DESIGN.md §3): validate → take a backend permit (429 if none) → ask the
+//! management API → insert the queued job → 201 only after the commit.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use pixpress_domain::job::JobListQuery;
+use pixpress_domain::{CreatePrintJob, JobState, PrintJob, PrintJobList, Problem};
+use pixpress_kit::db::DbError;
+use pixpress_kit::json::ValidJson;
+use pixpress_kit::problem::resource;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::error::PrintError;
+use crate::print_jobs::{self, CancelOutcome, JobFilter, NewJob};
+use crate::State;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const DEFAULT_PAGE: i64 = 20;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/print/jobs")
+            .route(web::post().to(create_job))
+            .route(web::get().to(list_jobs)),
+    )
+    .service(resource("/print/jobs/{id}").route(web::get().to(get_job)))
+    .service(resource("/print/jobs/{id}/cancel").route(web::post().to(cancel_job)));
+}
+
+fn created(job: &PrintJob, replayed: bool) -> HttpResponse {
+    let mut res = HttpResponse::Created();
+    res.insert_header((header::LOCATION, format!("/print/jobs/{}", job.id)));
+    if replayed {
+        res.insert_header(("idempotent-replayed", "true"));
+    }
+    res.json(job)
+}
+
+/// The optional `Idempotency-Key` header: 1..=255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, PrintError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(PrintError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The job an earlier request with this key created: the same job if the body is
+/// the same, 422 if it is not.
+async fn replay(
+    state: &State,
+    request: &CreatePrintJob,
+    key: &str,
+) -> Result<Option<PrintJob>, PrintError> {
+    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    match print_jobs::find_by_idempotency_key(&*conn, request.user_id, key).await? {
+        None => Ok(None),
+        Some((job, fingerprint)) => {
+            let this = NewJob::fingerprint(request.user_id, request.file_id, request.copies);
+            if fingerprint == this {
+                Ok(Some(job))
+            } else {
+                Err(PrintError::IdempotencyKeyReused)
+            }
+        }
+    }
+}
+
+/// Creates a print job.
+#[utoipa::path(post, path = "/print/jobs", tag = "jobs",
+    request_body = CreatePrintJob,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Retries with the same key and body return the original job")),
+    responses(
+        (status = 201, description = "Job queued (committed)", body = PrintJob,
+            headers(("Location" = String, description = "The job"))),
+        (status = 400, description = "Invalid body; each bad field is named", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The file belongs to another user", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The image is not downloaded yet", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "At capacity; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The management API answered unexpectedly", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The management API or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The management API did not answer in time", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_job(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: ValidJson<CreatePrintJob>,
+) -> Result<HttpResponse, PrintError> {
+    let request = body.into_inner();
+    let key = idempotency_key(&req)?;
+
+    // The permit covers this request's backend work and is released on every path.
+    let permit = state.gate.try_enter()?;
+    if let Some(key) = &key {
+        if let Some(job) = replay(&state, &request, key).await? {
+            return Ok(created(&job, true));
+        }
+    }
+    let lookup = state
+        .management
+        .lookup(request.user_id, request.file_id)
+        .await?;
+    drop(permit);
+
+    let new = NewJob {
+        user_id: request.user_id,
+        file_id: request.file_id,
+        copies: request.copies,
+        printer_id: lookup.printer_id,
+        printer_url: lookup.printer_url,
+        image_url: lookup.image_url,
+        idempotency_key: key.clone(),
+    };
+    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    match print_jobs::insert(&*conn, &new).await? {
+        Some(job) => {
+            state.metrics.transition(None, JobState::Queued);
+            log::info!("job {} queued for user {}", job.id, job.user_id);
+            Ok(created(&job, false))
+        }
+        // A concurrent retry with the same key committed first.
+        None => {
+            drop(conn);
+            let key = key.unwrap_or_default();
+            match replay(&state, &request, &key).await? {
+                Some(job) => Ok(created(&job, true)),
+                None => Err(PrintError::IdempotencyKeyReused),
+            }
+        }
+    }
+}
+
+/// One job.
+#[utoipa::path(get, path = "/print/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job")),
+    responses(
+        (status = 200, description = "The job", body = PrintJob),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_job(
+    state: web::Data<State>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, PrintError> {
+    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let job = print_jobs::get(&*conn, id.into_inner())
+        .await?
+        .ok_or(PrintError::JobNotFound)?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+/// Jobs, newest first, filtered by user and state, a page at a time.
+#[utoipa::path(get, path = "/print/jobs", tag = "jobs", params(JobListQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = PrintJobList),
+        (status = 400, description = "Bad query or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_jobs(
+    state: web::Data<State>,
+    query: web::Query<JobListQuery>,
+) -> Result<HttpResponse, PrintError> {
+    let query = query.into_inner();
+    query
+        .validate()
+        .map_err(|e| PrintError::BadRequest(Problem::from_validation(&e).detail))?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| Uuid::parse_str(c).map_err(|_| PrintError::BadRequest("invalid cursor".into())))
+        .transpose()?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    let filter = JobFilter {
+        user_id: query.user_id,
+        state: query.state,
+        before,
+        // One more than asked tells whether there is a next page.
+        limit: limit + 1,
+    };
+    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let mut jobs = print_jobs::list(&*conn, &filter).await?;
+    let next_cursor = if jobs.len() as i64 > limit {
+        jobs.truncate(limit as usize);
+        jobs.last().map(|j| j.id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(PrintJobList { jobs, next_cursor }))
+}
+
+/// Cancels a job that is still queued.
+#[utoipa::path(post, path = "/print/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job")),
+    responses(
+        (status = 200, description = "Canceled", body = PrintJob),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is no longer queued", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_job(
+    state: web::Data<State>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, PrintError> {
+    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    match print_jobs::cancel(&*conn, id.into_inner()).await? {
+        CancelOutcome::Canceled(job) => {
+            state
+                .metrics
+                .transition(Some(JobState::Queued), JobState::Canceled);
+            Ok(HttpResponse::Ok().json(job))
+        }
+        CancelOutcome::NotFound => Err(PrintError::JobNotFound),
+        CancelOutcome::NotCancelable(state) => Err(PrintError::NotCancelable(state)),
+        CancelOutcome::BeingDispatched => Err(PrintError::BeingDispatched),
+    }
+}

@@ -1,0 +1,3 @@
+//! print-service's routes.
+
+pub mod jobs;
