@@ -4,8 +4,10 @@
 //! Each wire message is defined exactly once, here, and used by both its sender and
 //! its receiver: that is the compile-time half of the contract tests.
 
+pub mod download;
 pub mod job;
 pub mod management;
+pub mod printer;
 pub mod problem;
 
 pub use job::{CreatePrintJob, JobState, PrintJob, PrintJobList};

@@ -3,5 +3,6 @@
 //! service.
 
 pub mod postgres;
+pub mod s3;
 
 pub use postgres::{PostgresCluster, PostgresError};

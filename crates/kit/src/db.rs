@@ -28,8 +28,17 @@ const MIGRATION_LOCK_KEY: i64 = 0x7069_7870_7265_7373;
 pub enum DbError {
     #[error("database unavailable: {0}")]
     Pool(#[from] bb8::RunError<tokio_postgres::Error>),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
+}
+
+/// tokio-postgres says only "db error" for server errors; the server's message is
+/// what an operator needs.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
 }
 
 impl From<&DbError> for ApiError {

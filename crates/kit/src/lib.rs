@@ -16,5 +16,6 @@ pub mod problem;
 pub mod request_id;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;
 
 pub use problem::ApiError;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Builds the HTTP metrics middleware for `service`: `pixpress_http_requests_total`
@@ -70,6 +70,11 @@ impl<'a> MetricsRegistrar<'a> {
         self.register(
             IntCounter::new(format!("{}{name}", self.prefix), help).expect("valid metric"),
         )
+    }
+
+    pub fn int_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let opts = Opts::new(format!("{}{name}", self.prefix), help);
+        self.register(IntGaugeVec::new(opts, labels).expect("valid metric"))
     }
 
     pub fn int_counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {

@@ -5,5 +5,6 @@ pub mod db;
 pub mod fixture;
 pub mod http;
 pub mod process;
+pub mod s3;
 
 pub use db::TestDatabase;

@@ -2,6 +2,8 @@
 //! stores both in S3, keeping its tasks in PostgreSQL.
 
 mod config;
+pub mod storage;
+pub mod thumbnail;
 
 use std::net::TcpListener;
 use std::time::Duration;

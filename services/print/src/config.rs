@@ -45,6 +45,15 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_MAX_ATTEMPTS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub dispatch_max_attempts: u32,
+    /// Run the dispatcher in this replica; `false` makes an intake-only replica
+    /// (the API without the workers).
+    #[arg(long, env = "DISPATCH_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dispatch_enabled: bool,
+    /// How long a dispatcher holds a claimed job before another replica may take it
+    /// (milliseconds). Longer than a send can take.
+    #[arg(long, env = "DISPATCH_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub dispatch_lease_ms: u64,
 }
 
 impl Config {
@@ -61,7 +70,13 @@ impl Config {
             printer_callback_secret: None,
             dispatch_concurrency: 16,
             dispatch_max_attempts: 8,
+            dispatch_enabled: true,
+            dispatch_lease_ms: 30_000,
         }
+    }
+
+    pub fn dispatch_lease(&self) -> Duration {
+        Duration::from_millis(self.dispatch_lease_ms)
     }
 
     pub fn backend_timeout(&self) -> Duration {

@@ -32,6 +32,12 @@ pub enum PrintError {
     /// 409: a dispatcher is handing the job to its printer.
     #[error("the job is being sent to its printer and can no longer be canceled")]
     BeingDispatched,
+    /// 401: a callback without a valid signature.
+    #[error("missing or invalid webhook signature")]
+    Unauthorized,
+    /// 409: the state machine forbids this move.
+    #[error("a {0} job cannot become {1}")]
+    IllegalTransition(JobState, JobState),
     /// 422: the Idempotency-Key was used with a different body.
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
@@ -59,7 +65,10 @@ impl PrintError {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             JobNotFound | FileNotFound => StatusCode::NOT_FOUND,
             Forbidden => StatusCode::FORBIDDEN,
-            FileNotReady | NotCancelable(_) | BeingDispatched => StatusCode::CONFLICT,
+            FileNotReady | NotCancelable(_) | BeingDispatched | IllegalTransition(..) => {
+                StatusCode::CONFLICT
+            }
+            Unauthorized => StatusCode::UNAUTHORIZED,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ManagementTimeout => StatusCode::GATEWAY_TIMEOUT,
             ManagementBadAnswer => StatusCode::BAD_GATEWAY,

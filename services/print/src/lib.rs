@@ -1,18 +1,23 @@
 //! print-service: takes print jobs over REST, asks the management API whether the
-//! user may print the file, keeps the jobs in PostgreSQL and dispatches them to
-//! printers.
+//! user may print the file, keeps the jobs in PostgreSQL, dispatches them to their
+//! printers and takes the printers' signed callbacks.
 //!
 //! [`build`] turns a [`Config`] and a bound listener into a running
 //! [`pixpress_kit::server::Service`]; `main.rs`, the tests and the stack all use it.
 
+mod breaker;
 mod config;
+mod dispatcher;
 mod error;
 mod management;
 mod metrics;
 mod print_jobs;
 mod routes;
+mod wakeup;
 
 use std::net::TcpListener;
+use std::str::FromStr;
+use std::sync::Arc;
 
 use actix_web::web;
 use pixpress_kit::client::http_client;
@@ -21,9 +26,12 @@ use pixpress_kit::gate::BackendGate;
 use pixpress_kit::health::{openapi_document, Readiness};
 use pixpress_kit::metrics::http_metrics;
 use pixpress_kit::server::{self, Background, HttpSettings, Service};
+use pixpress_kit::webhook::WebhookSecret;
+use tokio::sync::Notify;
 use utoipa::OpenApi;
 
 pub use config::Config;
+use dispatcher::{Dispatcher, DispatcherSettings};
 use management::ManagementClient;
 use metrics::PrintMetrics;
 
@@ -36,26 +44,51 @@ pub struct State {
     gate: BackendGate,
     management: ManagementClient,
     metrics: PrintMetrics,
+    callback_secret: Option<WebhookSecret>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(description = "Print jobs: intake, status, listing, cancellation."),
+    info(description = "Print jobs: intake, status, listing, cancellation, printer callbacks."),
     paths(
         routes::jobs::create_job,
         routes::jobs::list_jobs,
         routes::jobs::get_job,
         routes::jobs::cancel_job,
+        routes::callbacks::printer_callback,
     )
 )]
 struct PrintApi;
 
-/// Builds print-service on `listener`. Never waits for the database: migrations
-/// run in the background and `/ready` reports when they are done.
+/// Who this replica is, in leases (unique per process).
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "print".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Builds print-service on `listener` with its dispatcher. Never waits for the
+/// database: migrations run in the background and `/ready` says when they are done.
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let addr = listener.local_addr()?;
+    let callback_secret = match &config.printer_callback_secret {
+        Some(text) => Some(
+            WebhookSecret::parse(text)
+                .map_err(|e| anyhow::anyhow!("PRINTER_CALLBACK_SECRET: {e}"))?,
+        ),
+        None => {
+            log::warn!(
+                "PRINTER_CALLBACK_SECRET is not set: every printer callback will be refused"
+            );
+            None
+        }
+    };
     let pool = db::pool(&config.database, config.backend_timeout()).map_err(anyhow::Error::msg)?;
-    let database = Database::new(pool);
+    let listen_config = tokio_postgres::Config::from_str(&config.database.database_url)?;
+    let database = Database::new(pool.clone());
     let mut background = Background::new();
     background.push(database.migrate_in_background(background.token()));
 
@@ -63,6 +96,31 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let registry = &http_metrics.registry;
     let metrics = PrintMetrics::new(registry);
     let http = http_client("print", config.backend_timeout());
+
+    let dispatcher = Arc::new(Dispatcher::new(
+        DispatcherSettings {
+            owner: replica_name(),
+            lease: config.dispatch_lease(),
+            concurrency: config.dispatch_concurrency as usize,
+            max_attempts: config.dispatch_max_attempts as i32,
+            public_url: config.public_url.clone(),
+            send_timeout: config.backend_timeout(),
+        },
+        pool,
+        http.clone(),
+        metrics.clone(),
+    ));
+    if config.dispatch_enabled {
+        let wake = Arc::new(Notify::new());
+        background.spawn({
+            let wake = Arc::clone(&wake);
+            move |stop| wakeup::listen(listen_config, wake, stop)
+        });
+        background.spawn(move |stop| dispatcher.run(wake, stop));
+    } else {
+        log::info!("DISPATCH_ENABLED=false: this replica takes jobs but does not dispatch them");
+    }
+
     let state = web::Data::new(State {
         db: database.clone(),
         gate: BackendGate::new(config.backend_permits as usize, registry, "print"),
@@ -73,6 +131,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
             metrics.management_call_seconds.clone(),
         ),
         metrics,
+        callback_secret,
     });
     let settings = HttpSettings {
         metrics: http_metrics,
@@ -84,7 +143,8 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     };
     let server = server::serve(listener, settings, move |cfg| {
         cfg.app_data(state.clone())
-            .configure(routes::jobs::configure);
+            .configure(routes::jobs::configure)
+            .configure(routes::callbacks::configure);
     })?;
     Ok(Service::new(
         "print-service",

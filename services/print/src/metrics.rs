@@ -2,7 +2,7 @@
 
 use pixpress_domain::JobState;
 use pixpress_kit::metrics::{latency_buckets, MetricsRegistrar};
-use prometheus::{HistogramVec, IntCounterVec, Registry};
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 #[derive(Clone)]
 pub struct PrintMetrics {
@@ -11,6 +11,17 @@ pub struct PrintMetrics {
     /// `pixpress_print_job_transitions_total{from,to}`; a new job counts as
     /// `from="none"`.
     pub job_transitions: IntCounterVec,
+    /// `pixpress_print_dispatch_attempts_total{outcome}`: accepted, busy, error,
+    /// timeout, unreachable, rejected, breaker_open.
+    pub dispatch_attempts: IntCounterVec,
+    /// `pixpress_print_dispatch_latency_seconds`: from the job's commit to the
+    /// printer's acceptance.
+    pub dispatch_latency: Histogram,
+    /// `pixpress_print_printer_breaker_state{printer_id}`: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: IntGaugeVec,
+    /// `pixpress_print_callbacks_total{outcome}`: applied, unchanged, unauthorized,
+    /// unknown, illegal, invalid.
+    pub callbacks: IntCounterVec,
 }
 
 impl PrintMetrics {
@@ -27,6 +38,26 @@ impl PrintMetrics {
                 "job_transitions_total",
                 "Print job state transitions",
                 &["from", "to"],
+            ),
+            dispatch_attempts: metrics.int_counter_vec(
+                "dispatch_attempts_total",
+                "Attempts to hand a job to its printer, by outcome",
+                &["outcome"],
+            ),
+            dispatch_latency: metrics.histogram(
+                "dispatch_latency_seconds",
+                "Time from a job's commit to its printer's acceptance",
+                latency_buckets(),
+            ),
+            breaker_state: metrics.int_gauge_vec(
+                "printer_breaker_state",
+                "Circuit breaker per printer: 0 closed, 1 half-open, 2 open",
+                &["printer_id"],
+            ),
+            callbacks: metrics.int_counter_vec(
+                "callbacks_total",
+                "Printer callbacks received, by outcome",
+                &["outcome"],
             ),
         }
     }

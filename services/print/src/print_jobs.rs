@@ -165,3 +165,180 @@ pub async fn cancel(db: &impl GenericClient, id: Uuid) -> Result<CancelOutcome, 
         Some(job) => CancelOutcome::NotCancelable(job.state),
     })
 }
+
+/// A job a dispatcher holds the lease on, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub correlation_id: Uuid,
+    pub printer_id: i64,
+    pub printer_url: String,
+    pub image_url: String,
+    pub copies: i32,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Leases up to `limit` due, queued, unleased (or lease-expired) jobs to `owner`.
+/// `SKIP LOCKED` lets replicas claim side by side without waiting on each other.
+pub async fn claim(
+    db: &impl GenericClient,
+    owner: &str,
+    lease: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<ClaimedJob>, DbError> {
+    let rows = db
+        .query(
+            "UPDATE print_jobs AS j
+             SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2)
+             FROM (SELECT id FROM print_jobs
+                   WHERE state = 'queued' AND next_attempt_at <= now()
+                     AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                   ORDER BY next_attempt_at
+                   LIMIT $3
+                   FOR UPDATE SKIP LOCKED) AS due
+             WHERE j.id = due.id
+             RETURNING j.id, j.correlation_id, j.printer_id, j.printer_url, j.image_url,
+                       j.copies, j.attempts, j.created_at",
+            &[&owner, &lease.as_secs_f64(), &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClaimedJob {
+                id: row.try_get(0)?,
+                correlation_id: row.try_get(1)?,
+                printer_id: row.try_get::<_, Option<i64>>(2)?.unwrap_or(0),
+                printer_url: row.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
+                image_url: row.try_get::<_, Option<String>>(4)?.unwrap_or_default(),
+                copies: row.try_get(5)?,
+                attempts: row.try_get(6)?,
+                created_at: row.try_get(7)?,
+            })
+        })
+        .collect()
+}
+
+/// The printer took the job: `queued` → `dispatched` (unless its callback already
+/// moved it further), lease released. False if the lease was lost meanwhile.
+pub async fn mark_dispatched(
+    db: &impl GenericClient,
+    id: Uuid,
+    owner: &str,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE print_jobs
+             SET state = CASE WHEN state = 'queued' THEN 'dispatched' ELSE state END,
+                 attempts = attempts + 1, error = NULL, updated_at = now(),
+                 lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_owner = $2",
+            &[&id, &owner],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Gives the job back to the queue, due again after `delay`. `counts` says whether
+/// this was a real attempt (a breaker that never let it out is not).
+pub async fn retry_later(
+    db: &impl GenericClient,
+    id: Uuid,
+    owner: &str,
+    delay: std::time::Duration,
+    reason: &str,
+    counts: bool,
+) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE print_jobs
+         SET attempts = attempts + CASE WHEN $5 THEN 1 ELSE 0 END,
+             next_attempt_at = now() + make_interval(secs => $3),
+             error = $4, updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND lease_owner = $2 AND state = 'queued'",
+        &[&id, &owner, &delay.as_secs_f64(), &reason, &counts],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a job: `failed` with the reason. False if it was no longer ours.
+pub async fn mark_failed(
+    db: &impl GenericClient,
+    id: Uuid,
+    owner: &str,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE print_jobs
+             SET state = 'failed', attempts = attempts + 1, error = $3, updated_at = now(),
+                 lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_owner = $2 AND state = 'queued'",
+            &[&id, &owner, &reason],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// What a printer callback did to its job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// The job moved through these states (a callback for a job still `queued`
+    /// proves the printer has it, so it passes through `dispatched`).
+    Applied(Vec<(JobState, JobState)>),
+    /// The job is already in that state: nothing changes.
+    Unchanged,
+    NotFound,
+    /// The state machine forbids it; the job's current state.
+    Illegal(JobState),
+}
+
+/// Applies a printer's report to the job with `correlation_id`, atomically.
+pub async fn apply_callback(
+    client: &mut tokio_postgres::Client,
+    correlation_id: Uuid,
+    target: JobState,
+    detail: Option<&str>,
+) -> Result<CallbackOutcome, DbError> {
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT id, state FROM print_jobs WHERE correlation_id = $1 FOR UPDATE",
+            &[&correlation_id],
+        )
+        .await?
+    else {
+        return Ok(CallbackOutcome::NotFound);
+    };
+    let id: Uuid = row.try_get(0)?;
+    let current = JobState::parse(row.try_get(1)?).unwrap_or(JobState::Failed);
+    if current == target {
+        return Ok(CallbackOutcome::Unchanged);
+    }
+    let mut steps = Vec::new();
+    let mut at = current;
+    if at == JobState::Queued && target != JobState::Canceled {
+        steps.push((at, JobState::Dispatched));
+        at = JobState::Dispatched;
+    }
+    if at != target {
+        steps.push((at, target));
+    }
+    if !steps.iter().all(|(from, to)| from.can_transition_to(*to)) {
+        return Ok(CallbackOutcome::Illegal(current));
+    }
+    let error =
+        (target == JobState::Failed).then(|| detail.unwrap_or("the printer reported a failure"));
+    tx.execute(
+        "UPDATE print_jobs
+         SET state = $2, error = COALESCE($3, error), updated_at = now(),
+             attempts = CASE WHEN state = 'queued' THEN attempts + 1 ELSE attempts END,
+             lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1",
+        &[&id, &target.as_str(), &error],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CallbackOutcome::Applied(steps))
+}

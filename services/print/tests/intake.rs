@@ -150,7 +150,11 @@ async fn management_refusals_become_404_403_and_409() {
 /// print-service against a fixture that answers /lookup with `reply`.
 async fn against(reply: Reply) -> (TestApp, Fixture) {
     let fixture = Fixture::start(move |_| reply.clone());
-    let app = TestApp::spawn_with(fixture.url.clone(), |c| c.backend_timeout_ms = 300).await;
+    let app = TestApp::spawn_with(fixture.url.clone(), |c| {
+        c.backend_timeout_ms = 300;
+        c.dispatch_enabled = false;
+    })
+    .await;
     (app, fixture)
 }
 

@@ -24,6 +24,10 @@ pub struct Config {
     /// Time to print one copy, in milliseconds.
     #[arg(long, env = "PRINTER_DELAY_MS", default_value_t = 500)]
     pub printer_delay_ms: u64,
+    /// Time to accept a job (answer its POST) in milliseconds: a slow spooler.
+    /// The job is registered before the wait, so a repeat sent meanwhile is a duplicate.
+    #[arg(long, env = "PRINTER_ACCEPT_DELAY_MS", default_value_t = 0)]
+    pub printer_accept_delay_ms: u64,
     /// Share of jobs that fail, 0.0..=1.0.
     #[arg(long, env = "PRINTER_FAIL_RATE", default_value_t = 0.0)]
     pub printer_fail_rate: f64,
@@ -41,6 +45,7 @@ impl Config {
             common: CommonArgs::default(),
             printer_callback_secret: None,
             printer_delay_ms: 500,
+            printer_accept_delay_ms: 0,
             printer_fail_rate: 0.0,
             printer_capacity: 32,
         }

@@ -1,37 +1,79 @@
-//! printer-sim: a simulated HTTP printer. It accepts jobs, "prints" them slowly and
-//! calls the print service back with signed status updates.
+//! printer-sim: a simulated HTTP printer. It accepts jobs (deduplicated by
+//! correlation id), "prints" each for `PRINTER_DELAY_MS` per copy, and calls the
+//! print service back with Standard Webhooks–signed status updates, retrying while
+//! the print service is unreachable. It never fetches anything: the image URL it is
+//! given is recorded, not downloaded.
 
 mod config;
+mod printer;
+mod routes;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
+use actix_web::web;
+use pixpress_kit::client::http_client;
 use pixpress_kit::health::{openapi_document, Readiness};
-use pixpress_kit::metrics::http_metrics;
+use pixpress_kit::metrics::{http_metrics, MetricsRegistrar};
 use pixpress_kit::server::{self, Background, HttpSettings, Service};
+use pixpress_kit::webhook::WebhookSecret;
 use utoipa::OpenApi;
 
 pub use config::Config;
+use printer::Printer;
 
 #[derive(OpenApi)]
-#[openapi(info(description = "A simulated printer."))]
+#[openapi(
+    info(description = "A simulated printer."),
+    paths(routes::submit_job, routes::list_jobs)
+)]
 struct PrinterApi;
 
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let addr = listener.local_addr()?;
+    let secret = match &config.printer_callback_secret {
+        Some(text) => Some(
+            WebhookSecret::parse(text)
+                .map_err(|e| anyhow::anyhow!("PRINTER_CALLBACK_SECRET: {e}"))?,
+        ),
+        None => {
+            log::warn!(
+                "PRINTER_CALLBACK_SECRET is not set: callbacks go unsigned and will be refused"
+            );
+            None
+        }
+    };
+    let metrics = http_metrics("printer");
+    let outcomes = MetricsRegistrar::new(&metrics.registry, "printer").int_counter_vec(
+        "jobs_printed_total",
+        "Jobs printed, by outcome",
+        &["outcome"],
+    );
+    let background = Background::new();
+    let printer = Arc::new(Printer::new(
+        &config,
+        secret,
+        http_client("printer-sim", std::time::Duration::from_secs(5)),
+        outcomes,
+        background.token(),
+    ));
     let settings = HttpSettings {
-        metrics: http_metrics("printer"),
+        metrics,
         readiness: Readiness::new(),
         openapi: openapi_document("printer-sim", PrinterApi::openapi()),
         shutdown_grace: config.common.shutdown_grace(),
         json_limit: 64 * 1024,
         workers: 0,
     };
-    let server = server::serve(listener, settings, |_cfg| {})?;
+    let printer = web::Data::new(printer);
+    let server = server::serve(listener, settings, move |cfg| {
+        cfg.app_data(printer.clone()).configure(routes::configure);
+    })?;
     Ok(Service::new(
         "printer-sim",
         addr,
         server,
-        Background::new(),
+        background,
         config.common.shutdown_grace(),
     ))
 }

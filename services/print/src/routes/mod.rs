@@ -1,3 +1,4 @@
 //! print-service's routes.
 
+pub mod callbacks;
 pub mod jobs;

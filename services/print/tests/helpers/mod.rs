@@ -14,6 +14,53 @@ pub struct TestApp {
     pub management_url: String,
     pub db: TestDatabase,
     pub http: reqwest::Client,
+    /// Stops this instance (HTTP and dispatcher).
+    pub handle: pixpress_kit::server::ServiceHandle,
+}
+
+/// The Standard Webhooks secret print-service and printer-sim share in tests.
+pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXBpeHByZXNzLXRlc3Rz";
+
+/// A bound loopback listener and its URL, for services that must know their own
+/// address before they are built.
+pub fn bind() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+/// Starts a real printer-sim on `listener` (signing with [`SECRET`], no print
+/// delay unless `configure` sets one).
+pub fn spawn_printer_on(
+    listener: TcpListener,
+    configure: impl FnOnce(&mut pixpress_printer_sim::Config),
+) -> pixpress_kit::server::ServiceHandle {
+    let mut config = pixpress_printer_sim::Config::local();
+    config.printer_callback_secret = Some(SECRET.into());
+    config.printer_delay_ms = 0;
+    configure(&mut config);
+    pixpress_printer_sim::build(config, listener)
+        .unwrap()
+        .spawn()
+        .1
+}
+
+pub fn spawn_printer(configure: impl FnOnce(&mut pixpress_printer_sim::Config)) -> String {
+    let (listener, url) = bind();
+    spawn_printer_on(listener, configure);
+    url
+}
+
+/// What the printer says it received and printed.
+pub async fn printed(printer_url: &str) -> Vec<pixpress_domain::printer::PrintedJob> {
+    client()
+        .get(format!("{printer_url}/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Starts a real management-api with `configure` applied; returns its base URL.
@@ -28,10 +75,48 @@ pub fn spawn_management(configure: impl FnOnce(&mut pixpress_management::Config)
 }
 
 impl TestApp {
-    /// print-service against a real management-api with default settings.
+    /// An intake-only print-service (no dispatcher: jobs stay `queued`) against a
+    /// real management-api with default settings.
     pub async fn spawn() -> Self {
         let management_url = spawn_management(|_| {});
-        Self::spawn_with(management_url, |_| {}).await
+        Self::spawn_with(management_url, |c| c.dispatch_enabled = false).await
+    }
+
+    /// The whole print path: a printer-sim, a management-api that sends jobs to it,
+    /// and print-service with the shared callback secret. Returns the printer's URL.
+    pub async fn spawn_with_printer(
+        configure_printer: impl FnOnce(&mut pixpress_printer_sim::Config),
+        configure: impl FnOnce(&mut pixpress_print::Config),
+    ) -> (Self, String) {
+        let printer_url = spawn_printer(configure_printer);
+        let printer = printer_url.clone();
+        let management_url = spawn_management(move |c| c.printer_url = printer);
+        let app = Self::spawn_with(management_url, configure).await;
+        (app, printer_url)
+    }
+
+    /// Another print-service replica on the same database and management API.
+    pub fn spawn_replica(
+        &self,
+        configure: impl FnOnce(&mut pixpress_print::Config),
+    ) -> (String, pixpress_kit::server::ServiceHandle) {
+        let (listener, url) = bind();
+        self.spawn_replica_on(listener, url, configure)
+    }
+
+    /// A replica on `listener` whose printers call back on `public_url`.
+    pub fn spawn_replica_on(
+        &self,
+        listener: TcpListener,
+        public_url: String,
+        configure: impl FnOnce(&mut pixpress_print::Config),
+    ) -> (String, pixpress_kit::server::ServiceHandle) {
+        let mut config = pixpress_print::Config::with_database(&self.db.url);
+        config.management_url = self.management_url.clone();
+        config.public_url = public_url;
+        config.printer_callback_secret = Some(SECRET.into());
+        configure(&mut config);
+        pixpress_print::build(config, listener).unwrap().spawn()
     }
 
     /// print-service against the management API at `management_url`.
@@ -40,16 +125,19 @@ impl TestApp {
         configure: impl FnOnce(&mut pixpress_print::Config),
     ) -> Self {
         let db = TestDatabase::new().await;
+        let (listener, url) = bind();
         let mut config = pixpress_print::Config::with_database(&db.url);
         config.management_url = management_url.clone();
+        config.public_url = url.clone();
+        config.printer_callback_secret = Some(SECRET.into());
         configure(&mut config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (url, _) = pixpress_print::build(config, listener).unwrap().spawn();
+        let (_, handle) = pixpress_print::build(config, listener).unwrap().spawn();
         Self {
             url,
             management_url,
             db,
             http: client(),
+            handle,
         }
     }
 
@@ -122,4 +210,39 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status);
     body
+}
+
+impl TestApp {
+    /// Waits until every job the service has is in `state`, returning how many.
+    pub async fn all_jobs_reach(&self, state: &str, expected: i64, limit: std::time::Duration) {
+        let db = self.db.client().await;
+        pixpress_testkit::http::eventually(
+            &format!("{expected} jobs to be {state}"),
+            limit,
+            || async {
+                let row = db
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE state = $1), count(*) FROM print_jobs",
+                        &[&state],
+                    )
+                    .await
+                    .ok()?;
+                let (done, all): (i64, i64) = (row.get(0), row.get(1));
+                (done == expected && all == expected).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Posts a job for a fresh ready image of `user_id` and returns its id.
+    pub async fn create_job(&self, user_id: i64, file_id: i64) -> String {
+        let res = self
+            .post_job(json!({"user_id": user_id, "file_id": file_id}))
+            .await;
+        assert_eq!(res.status(), 201);
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
 }

@@ -1,0 +1,1 @@
+//! Image sniffing, bounded decoding and thumbnails (being written).

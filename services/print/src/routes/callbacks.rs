@@ -1,0 +1,113 @@
+//! `/print/callbacks/{correlation_id}`: the correlation endpoint printers report to.
+//!
+//! Callbacks are signed per Standard Webhooks with `PRINTER_CALLBACK_SECRET`; the
+//! signature is checked before anything else, so strangers learn nothing about
+//! which jobs exist. The domain's state machine decides what is legal; a repeat of
+//! the current state (a printer retrying) changes nothing.
+
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use pixpress_domain::printer::PrinterCallback;
+use pixpress_domain::Problem;
+use pixpress_kit::db::DbError;
+use pixpress_kit::problem::resource;
+use pixpress_kit::webhook::{unix_now, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use uuid::Uuid;
+
+use crate::error::PrintError;
+use crate::print_jobs::{self, CallbackOutcome};
+use crate::State;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/print/callbacks/{correlation_id}").route(web::post().to(printer_callback)),
+    );
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A printer reports progress on the job it was sent under `correlation_id`.
+#[utoipa::path(post, path = "/print/callbacks/{correlation_id}", tag = "callbacks",
+    params(
+        ("correlation_id" = Uuid, Path, description = "The job's correlation id"),
+        ("webhook-id" = String, Header, description = "Standard Webhooks message id"),
+        ("webhook-timestamp" = i64, Header, description = "Unix seconds; at most 5 minutes off"),
+        ("webhook-signature" = String, Header, description = "v1,<base64 HMAC-SHA256>"),
+    ),
+    request_body = PrinterCallback,
+    responses(
+        (status = 204, description = "Accepted, or a repeat of the current state"),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad signature, or stale timestamp", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job has this correlation id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal state transition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn printer_callback(
+    state: web::Data<State>,
+    req: HttpRequest,
+    correlation_id: web::Path<Uuid>,
+    body: Bytes,
+) -> Result<HttpResponse, PrintError> {
+    let count = |outcome: &str| state.metrics.callbacks.with_label_values(&[outcome]).inc();
+    let verified = state.callback_secret.as_ref().map(|secret| {
+        secret.verify(
+            header(&req, ID_HEADER),
+            header(&req, TIMESTAMP_HEADER),
+            header(&req, SIGNATURE_HEADER),
+            &body,
+            unix_now(),
+        )
+    });
+    match verified {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            count("unauthorized");
+            log::warn!("refused a printer callback: {e}");
+            return Err(PrintError::Unauthorized);
+        }
+        None => {
+            count("unauthorized");
+            log::warn!("refused a printer callback: PRINTER_CALLBACK_SECRET is not set");
+            return Err(PrintError::Unauthorized);
+        }
+    }
+    let callback: PrinterCallback = serde_json::from_slice(&body).map_err(|e| {
+        count("invalid");
+        PrintError::BadRequest(format!("invalid callback body: {e}"))
+    })?;
+
+    let mut conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let target = callback.status.job_state();
+    let correlation_id = correlation_id.into_inner();
+    match print_jobs::apply_callback(
+        &mut conn,
+        correlation_id,
+        target,
+        callback.detail.as_deref(),
+    )
+    .await?
+    {
+        CallbackOutcome::Applied(steps) => {
+            count("applied");
+            for (from, to) in steps {
+                state.metrics.transition(Some(from), to);
+            }
+            log::info!("job with correlation id {correlation_id} is now {target}");
+            Ok(HttpResponse::NoContent().finish())
+        }
+        CallbackOutcome::Unchanged => {
+            count("unchanged");
+            Ok(HttpResponse::NoContent().finish())
+        }
+        CallbackOutcome::NotFound => {
+            count("unknown");
+            Err(PrintError::JobNotFound)
+        }
+        CallbackOutcome::Illegal(current) => {
+            count("illegal");
+            Err(PrintError::IllegalTransition(current, target))
+        }
+    }
+}

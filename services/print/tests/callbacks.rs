@@ -1,0 +1,203 @@
+//! POST /print/callbacks/{correlation_id}: Standard Webhooks signatures, the state
+//! machine, repeats, and everything that must be refused.
+
+mod helpers;
+
+use helpers::{assert_problem, spawn_management, TestApp, SECRET};
+use pixpress_kit::webhook::{unix_now, WebhookSecret};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// An intake-only print-service, so jobs stay where callbacks put them.
+async fn app_with_a_job() -> (TestApp, String, Uuid) {
+    let management = spawn_management(|c| c.printer_url = "http://127.0.0.1:1".into());
+    let app = TestApp::spawn_with(management, |c| c.dispatch_enabled = false).await;
+    let file_id = app.ready_image(1).await;
+    let id = app.create_job(1, file_id).await;
+    let correlation: Uuid = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT correlation_id FROM print_jobs WHERE id = $1",
+            &[&Uuid::parse_str(&id).unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (app, id, correlation)
+}
+
+/// Sends `body` signed with `secret` at `timestamp`.
+async fn callback(
+    app: &TestApp,
+    correlation: &str,
+    body: &Value,
+    secret: &str,
+    timestamp: i64,
+) -> reqwest::Response {
+    let body = body.to_string();
+    let secret = WebhookSecret::parse(secret).unwrap();
+    let id = format!("msg_{}", Uuid::new_v4().simple());
+    app.http
+        .post(format!("{}/print/callbacks/{correlation}", app.url))
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header(
+            "webhook-signature",
+            secret.sign(&id, timestamp, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn signed(app: &TestApp, correlation: Uuid, body: Value) -> reqwest::Response {
+    callback(app, &correlation.to_string(), &body, SECRET, unix_now()).await
+}
+
+async fn job(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/print/jobs/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn printing_then_completed_moves_the_job_and_repeats_change_nothing() {
+    let (app, id, correlation) = app_with_a_job().await;
+    let res = signed(&app, correlation, json!({"status": "printing"})).await;
+    assert_eq!(res.status(), 204);
+    let printing = job(&app, &id).await;
+    assert_eq!(printing["state"], "printing");
+
+    // A printer retrying the same report: accepted, nothing changes.
+    let res = signed(&app, correlation, json!({"status": "printing"})).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(job(&app, &id).await["updated_at"], printing["updated_at"]);
+
+    assert_eq!(
+        signed(&app, correlation, json!({"status": "completed"}))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(job(&app, &id).await["state"], "completed");
+    // Too late to go back.
+    assert_problem(
+        signed(&app, correlation, json!({"status": "printing"})).await,
+        409,
+    )
+    .await;
+    assert_problem(
+        signed(&app, correlation, json!({"status": "failed"})).await,
+        409,
+    )
+    .await;
+    assert_eq!(job(&app, &id).await["state"], "completed");
+}
+
+#[tokio::test]
+async fn completed_without_printing_is_an_illegal_transition() {
+    let (app, id, correlation) = app_with_a_job().await;
+    assert_problem(
+        signed(&app, correlation, json!({"status": "completed"})).await,
+        409,
+    )
+    .await;
+    assert_eq!(job(&app, &id).await["state"], "queued");
+}
+
+#[tokio::test]
+async fn a_failure_report_fails_the_job_with_the_printers_detail() {
+    let (app, id, correlation) = app_with_a_job().await;
+    signed(&app, correlation, json!({"status": "printing"})).await;
+    let res = signed(
+        &app,
+        correlation,
+        json!({"status": "failed", "detail": "out of toner"}),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    let failed = job(&app, &id).await;
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["error"], "out of toner");
+}
+
+#[tokio::test]
+async fn forged_unsigned_and_stale_callbacks_are_401_and_change_nothing() {
+    let (app, id, correlation) = app_with_a_job().await;
+    let body = json!({"status": "printing"});
+    let c = correlation.to_string();
+    let (other_secret, other) = WebhookSecret::generate();
+    let _ = other_secret;
+    assert_problem(callback(&app, &c, &body, &other, unix_now()).await, 401).await;
+    let six_minutes_ago = unix_now() - 6 * 60;
+    assert_problem(
+        callback(&app, &c, &body, SECRET, six_minutes_ago).await,
+        401,
+    )
+    .await;
+    let in_six_minutes = unix_now() + 6 * 60;
+    assert_problem(callback(&app, &c, &body, SECRET, in_six_minutes).await, 401).await;
+
+    let unsigned = app
+        .http
+        .post(format!("{}/print/callbacks/{c}", app.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unsigned, 401).await;
+
+    // A valid signature over another body does not cover this one.
+    let secret = WebhookSecret::parse(SECRET).unwrap();
+    let ts = unix_now();
+    let signature = secret.sign("msg_1", ts, br#"{"status":"printing"}"#);
+    let tampered = app
+        .http
+        .post(format!("{}/print/callbacks/{c}", app.url))
+        .header("webhook-id", "msg_1")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(r#"{"status":"completed"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(tampered, 401).await;
+    assert_eq!(job(&app, &id).await["state"], "queued");
+
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"pixpress_print_callbacks_total{outcome="unauthorized"} 5"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404_and_bad_bodies_400() {
+    let (app, _id, correlation) = app_with_a_job().await;
+    assert_problem(
+        signed(&app, Uuid::new_v4(), json!({"status": "printing"})).await,
+        404,
+    )
+    .await;
+    let res = callback(
+        &app,
+        "not-a-uuid",
+        &json!({"status": "printing"}),
+        SECRET,
+        unix_now(),
+    )
+    .await;
+    assert_problem(res, 404).await;
+    assert_problem(
+        signed(&app, correlation, json!({"status": "lost"})).await,
+        400,
+    )
+    .await;
+    assert_problem(signed(&app, correlation, json!({})).await, 400).await;
+}

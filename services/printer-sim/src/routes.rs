@@ -1,0 +1,63 @@
+//! printer-sim's HTTP face: `POST /jobs` to print, `GET /jobs` to see what it printed.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use pixpress_domain::printer::{PrintedJob, PrinterJob};
+use pixpress_domain::Problem;
+use pixpress_kit::json::ValidJson;
+use pixpress_kit::problem::resource;
+use pixpress_kit::ApiError;
+use serde_json::json;
+
+use crate::printer::{Printer, Submission};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/jobs")
+            .route(web::post().to(submit_job))
+            .route(web::get().to(list_jobs)),
+    );
+}
+
+/// Takes a job: 202 whether new or a repeat (a repeat is not printed again), 503
+/// with `Retry-After` when every slot is busy.
+#[utoipa::path(post, path = "/jobs", tag = "printer", request_body = PrinterJob,
+    responses(
+        (status = 202, description = "Accepted (or already accepted before)"),
+        (status = 400, description = "Invalid job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "At capacity; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_job(
+    printer: web::Data<Arc<Printer>>,
+    job: ValidJson<PrinterJob>,
+) -> Result<HttpResponse, ApiError> {
+    let job = job.into_inner();
+    let id = job.correlation_id;
+    let submission = printer.submit(job);
+    let delay = printer.accept_delay();
+    if !delay.is_zero() && !matches!(submission, Submission::Busy) {
+        tokio::time::sleep(delay).await;
+    }
+    match submission {
+        Submission::Accepted => {
+            Ok(HttpResponse::Accepted().json(json!({"correlation_id": id, "duplicate": false})))
+        }
+        Submission::Duplicate => {
+            Ok(HttpResponse::Accepted().json(json!({"correlation_id": id, "duplicate": true})))
+        }
+        Submission::Busy => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "every print slot is busy; retry later",
+        )
+        .retry_after(1)),
+    }
+}
+
+/// Every job the printer has received, with how often it was received and printed.
+#[utoipa::path(get, path = "/jobs", tag = "printer",
+    responses((status = 200, description = "Jobs seen", body = [PrintedJob])))]
+pub async fn list_jobs(printer: web::Data<Arc<Printer>>) -> HttpResponse {
+    HttpResponse::Ok().json(printer.list())
+}
