@@ -170,7 +170,9 @@ impl PostgresCluster {
 fn spawn_server(options: &ClusterOptions) -> Result<Child, PostgresError> {
     let bin = find_binaries().ok_or(PostgresError::NotInstalled)?;
     let account = server_account();
-    let data_dir = &options.data_dir;
+    // The server runs inside its data directory: relative paths would break.
+    let data_dir = &std::path::absolute(&options.data_dir)
+        .map_err(|e| failed("resolving the data directory", e))?;
     std::fs::create_dir_all(data_dir).map_err(|e| failed("creating the data directory", e))?;
     let initialized = data_dir.join("PG_VERSION").exists();
     if let Some((uid, gid)) = account {

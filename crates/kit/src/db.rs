@@ -144,6 +144,18 @@ impl Database {
         self.migrated.load(Ordering::Acquire)
     }
 
+    /// Waits until the schema is current (false if `stop` comes first): workers
+    /// start after the migrations instead of failing against missing tables.
+    pub async fn wait_until_migrated(&self, stop: &CancellationToken) -> bool {
+        while !self.is_migrated() {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        true
+    }
+
     /// Ready when the schema is current and a connection answers a query.
     pub async fn check(&self) -> Result<(), String> {
         if !self.is_migrated() {

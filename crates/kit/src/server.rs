@@ -251,3 +251,12 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
+
+/// Ends a binary that failed to start or run with one line naming the binary and
+/// the cause chain (no backtrace: these are operator-facing errors), exit code 1.
+pub fn exit_on_error(binary: &str, result: anyhow::Result<()>) {
+    if let Err(err) = result {
+        eprintln!("{binary}: {err:#}");
+        std::process::exit(1);
+    }
+}

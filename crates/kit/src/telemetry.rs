@@ -4,10 +4,19 @@ use std::io::Write;
 
 use crate::request_id;
 
+/// Dependencies that narrate every request at `info`; quiet unless asked for.
+const CHATTY: [&str; 4] = ["tracing::span", "s3s", "s3s_fs", "tokio_postgres"];
+
 /// Initializes the global logger once; later calls (tests, the stack) are no-ops.
 pub fn init_logging(filter: &str) {
+    let mut directives = filter.to_owned();
+    for target in CHATTY {
+        if !filter.contains(target) {
+            directives.push_str(&format!(",{target}=warn"));
+        }
+    }
     let _ = env_logger::Builder::new()
-        .parse_filters(filter)
+        .parse_filters(&directives)
         .format(|buf, record| {
             let ts = buf.timestamp_millis();
             let level = record.level();

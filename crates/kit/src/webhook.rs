@@ -35,6 +35,8 @@ pub enum WebhookError {
     StaleTimestamp,
     #[error("no signature matches")]
     BadSignature,
+    #[error("no webhook secret is configured, so no signature can be checked")]
+    NoSecret,
 }
 
 /// A signing key. Its `Debug` never shows the key.
@@ -137,6 +139,24 @@ impl WebhookSecret {
             Err(WebhookError::BadSignature)
         }
     }
+}
+
+/// Checks that an incoming request was signed with `secret` (refused when no secret
+/// is configured: an unsigned callback is never trusted).
+pub fn verify_request(
+    secret: Option<&WebhookSecret>,
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+) -> Result<(), WebhookError> {
+    let secret = secret.ok_or(WebhookError::NoSecret)?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    secret.verify(
+        header(ID_HEADER),
+        header(TIMESTAMP_HEADER),
+        header(SIGNATURE_HEADER),
+        body,
+        unix_now(),
+    )
 }
 
 pub fn unix_now() -> i64 {

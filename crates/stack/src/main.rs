@@ -1,3 +1,100 @@
-fn main() {
-    println!("pixpress: the one-command local stack is not built yet (see issue 7)");
+//! `cargo run --release`: the whole pixpress system on this machine.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use pixpress_stack::{ExternalS3, Ports, Stack, StackOptions};
+
+/// Runs PostgreSQL (unless DATABASE_URL is set), an S3-compatible store (unless
+/// S3_ENDPOINT is set) and the four pixpress services on their default ports.
+#[derive(Parser)]
+#[command(name = "pixpress", version)]
+struct Args {
+    /// Where the embedded PostgreSQL and S3 keep their data between runs.
+    #[arg(long, env = "PIXPRESS_DATA_DIR", default_value = ".pixpress")]
+    data_dir: PathBuf,
+    /// Keep nothing: data in a temporary folder, removed on exit.
+    #[arg(long)]
+    throwaway: bool,
+    /// Use this PostgreSQL database instead of starting one.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Use this S3 endpoint instead of the in-process store (with the S3_* settings).
+    #[arg(long, env = "S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "S3_PUBLIC_ENDPOINT")]
+    s3_public_endpoint: Option<String>,
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    #[arg(long, env = "S3_BUCKET", default_value = "pixpress")]
+    s3_bucket: String,
+    #[arg(long, env = "S3_ACCESS_KEY", hide_env_values = true)]
+    s3_access_key: Option<String>,
+    #[arg(long, env = "S3_SECRET_KEY", hide_env_values = true)]
+    s3_secret_key: Option<String>,
+    /// Print time per copy on the simulated printer, in milliseconds.
+    #[arg(long, env = "PRINTER_DELAY_MS", default_value_t = 500)]
+    printer_delay_ms: u64,
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    rust_log: String,
+}
+
+#[tokio::main]
+async fn main() {
+    pixpress_kit::server::exit_on_error("pixpress", run().await);
+}
+
+async fn run() -> anyhow::Result<()> {
+    let args: Args = pixpress_kit::config::parse();
+    pixpress_kit::telemetry::init_logging(&args.rust_log);
+    let s3 = match args.s3_endpoint {
+        Some(endpoint) => Some(ExternalS3 {
+            endpoint,
+            public_endpoint: args.s3_public_endpoint,
+            region: args.s3_region,
+            bucket: args.s3_bucket,
+            access_key: args
+                .s3_access_key
+                .ok_or_else(|| anyhow::anyhow!("S3_ACCESS_KEY is required with S3_ENDPOINT"))?,
+            secret_key: args
+                .s3_secret_key
+                .ok_or_else(|| anyhow::anyhow!("S3_SECRET_KEY is required with S3_ENDPOINT"))?,
+        }),
+        None => None,
+    };
+    let stack = Stack::start(StackOptions {
+        ports: Ports::DEFAULT,
+        host: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        data_dir: (!args.throwaway).then_some(args.data_dir),
+        database_url: args.database_url,
+        s3,
+        printer_delay_ms: args.printer_delay_ms,
+        log_filter: args.rust_log,
+    })
+    .await?;
+    println!(
+        "\npixpress is up:\n  print-service     {}\n  download-service  {}\n  management-api    {}\n  printer-sim       {}\n  S3                {}\n  PostgreSQL        {}\nCtrl-C stops everything.\n",
+        stack.print_url,
+        stack.download_url,
+        stack.management_url,
+        stack.printer_url,
+        stack.s3_endpoint,
+        redact(&stack.database_url),
+    );
+    pixpress_kit::server::shutdown_signal().await;
+    println!("stopping…");
+    stack.stop().await;
+    Ok(())
+}
+
+/// The URL without its password, for the banner.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -1,10 +1,16 @@
 //! A real HTTP server whose answers a test scripts: a misbehaving backend, an
-//! image host, a webhook receiver. It records every request it gets.
+//! image host, a webhook receiver, a redirect chain, a body that never ends. It
+//! records every request it gets.
 
+use std::future::Future;
 use std::net::TcpListener;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::web::Bytes;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 /// A request the fixture received.
@@ -34,6 +40,21 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub delay: Duration,
+    /// When set, the body is streamed as described instead of sending `body`.
+    pub stream: Option<Streamed>,
+}
+
+/// A body sent piece by piece: `count` copies of `chunk`, with `pause` before each
+/// copy but the first, so a client that stops reading early is told apart from one
+/// that reads to the end by how long it takes.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    pub chunk: Vec<u8>,
+    pub count: usize,
+    pub pause: Duration,
+    /// Announce the full length (`Content-Length`) up front instead of sending
+    /// chunked transfer encoding.
+    pub content_length: bool,
 }
 
 impl Reply {
@@ -44,6 +65,7 @@ impl Reply {
             headers: Vec::new(),
             body: body.to_string().into_bytes(),
             delay: Duration::ZERO,
+            stream: None,
         }
     }
 
@@ -54,7 +76,37 @@ impl Reply {
             headers: Vec::new(),
             body,
             delay: Duration::ZERO,
+            stream: None,
         }
+    }
+
+    /// A 200 whose body is `count` copies of `chunk` with `pause` between them,
+    /// sent with chunked transfer encoding (no `Content-Length`).
+    pub fn chunked(content_type: &str, chunk: Vec<u8>, count: usize, pause: Duration) -> Self {
+        Self {
+            stream: Some(Streamed {
+                chunk,
+                count,
+                pause,
+                content_length: false,
+            }),
+            ..Self::bytes(200, content_type, Vec::new())
+        }
+    }
+
+    /// A redirect (`status` 301, 302, 303, 307 or 308) to `location`, which may be
+    /// relative to the request.
+    pub fn redirect(status: u16, location: &str) -> Self {
+        Self::bytes(status, "text/plain", Vec::new()).header("Location", location)
+    }
+
+    /// Makes a [`Reply::chunked`] body announce its full length up front, while
+    /// still trickling it out.
+    pub fn with_content_length(mut self) -> Self {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.content_length = true;
+        }
+        self
     }
 
     pub fn delayed(mut self, delay: Duration) -> Self {
@@ -121,7 +173,10 @@ impl Fixture {
                         for (name, value) in &reply.headers {
                             res.insert_header((name.as_str(), value.as_str()));
                         }
-                        res.body(reply.body)
+                        match reply.stream {
+                            Some(stream) => res.body(PacedBody::new(stream)),
+                            None => res.body(reply.body),
+                        }
                     }
                 }))
         })
@@ -145,6 +200,59 @@ impl Fixture {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// The body of a [`Streamed`] reply. actix polls it only as fast as the client
+/// reads, so it stops being produced once the client hangs up.
+struct PacedBody {
+    chunk: Bytes,
+    remaining: usize,
+    pause: Duration,
+    size: BodySize,
+    /// The pause before the next chunk; `None` before the first one.
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl PacedBody {
+    fn new(stream: Streamed) -> Self {
+        let total = stream.chunk.len() as u64 * stream.count as u64;
+        Self {
+            chunk: Bytes::from(stream.chunk),
+            remaining: stream.count,
+            pause: stream.pause,
+            size: if stream.content_length {
+                BodySize::Sized(total)
+            } else {
+                BodySize::Stream
+            },
+            wait: None,
+        }
+    }
+}
+
+impl MessageBody for PacedBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        self.size
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        if let Some(wait) = self.wait.as_mut() {
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.remaining -= 1;
+        self.wait = Some(Box::pin(tokio::time::sleep(self.pause)));
+        Poll::Ready(Some(Ok(self.chunk.clone())))
     }
 }
 

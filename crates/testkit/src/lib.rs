@@ -4,6 +4,7 @@
 pub mod db;
 pub mod fixture;
 pub mod http;
+pub mod images;
 pub mod process;
 pub mod s3;
 

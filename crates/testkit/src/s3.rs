@@ -91,6 +91,37 @@ impl TestBucket {
     }
 }
 
+impl TestBucket {
+    /// The keys of the objects stored under `prefix` (read from the server's
+    /// folder, so it works while the server is down too).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                // s3s-fs keeps metadata and uploads in hidden files beside objects.
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                if path.is_dir() {
+                    walk(&path, base, out);
+                } else if let Ok(rel) = path.strip_prefix(base) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let base = self.dir.path().join(&self.bucket);
+        let mut keys = Vec::new();
+        walk(&base, &base, &mut keys);
+        keys.retain(|k| k.starts_with(prefix));
+        keys.sort();
+        keys
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

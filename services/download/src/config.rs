@@ -52,6 +52,14 @@ pub struct Config {
     #[arg(long, env = "DOWNLOAD_ALLOW_PRIVATE_NETWORKS", default_value_t = false,
           action = clap::ArgAction::Set)]
     pub download_allow_private_networks: bool,
+    /// Host names (as written in URLs, comma-separated) exempt from the private-network
+    /// ban, e.g. an internal image host. Other names resolving to the same addresses
+    /// stay banned.
+    #[arg(long, env = "DOWNLOAD_ALLOWED_INTERNAL_HOSTS", value_delimiter = ',')]
+    pub download_allowed_internal_hosts: Vec<String>,
+    /// Standard Webhooks secret (`whsec_…`) completion callbacks are signed with.
+    #[arg(long, env = "DOWNLOAD_CALLBACK_SECRET", hide_env_values = true)]
+    pub download_callback_secret: Option<String>,
 }
 
 // Keys stay out of logs.
@@ -85,6 +93,8 @@ impl Config {
             download_timeout_ms: 30_000,
             thumbnail_size: 128,
             download_allow_private_networks: false,
+            download_allowed_internal_hosts: Vec::new(),
+            download_callback_secret: None,
         }
     }
 

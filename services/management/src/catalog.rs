@@ -17,6 +17,35 @@ pub enum LookupRefusal {
     NoPrinter,
 }
 
+/// How a download ended, as it is recorded on the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadResult {
+    Completed {
+        original_url: String,
+        thumbnail_url: String,
+    },
+    /// `error` is a download failure code (`FailureReason`).
+    Failed { error: String },
+}
+
+/// What recording a download result did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// The pending image took the result.
+    Applied,
+    /// The image already holds exactly this result (a repeated report).
+    Unchanged,
+}
+
+/// Why a download result cannot be recorded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SettleRefusal {
+    /// No image has this id (never created, or deleted since).
+    NoSuchImage,
+    /// The image already holds a different final result.
+    AlreadySettled(ImageStatus),
+}
+
 #[derive(Default)]
 pub struct Catalog {
     next_image_id: AtomicI64,
@@ -83,6 +112,48 @@ impl Catalog {
             Some(image) if image.user_id == user_id => images.remove(&id).is_some(),
             _ => false,
         }
+    }
+
+    /// Whether image `id` still waits for its download (false once final or gone).
+    pub fn is_pending(&self, id: i64) -> bool {
+        self.images_read()
+            .get(&id)
+            .is_some_and(|i| i.status == ImageStatus::Pending)
+    }
+
+    /// Records how image `id`'s download ended. Only a pending image changes: a final
+    /// image accepts a repeat of its own result and refuses any other.
+    pub fn settle(&self, id: i64, result: DownloadResult) -> Result<Settled, SettleRefusal> {
+        let mut images = self.images_write();
+        let image = images.get_mut(&id).ok_or(SettleRefusal::NoSuchImage)?;
+        let (status, original_url, thumbnail_url, error) = match result {
+            DownloadResult::Completed {
+                original_url,
+                thumbnail_url,
+            } => (
+                ImageStatus::Ready,
+                Some(original_url),
+                Some(thumbnail_url),
+                None,
+            ),
+            DownloadResult::Failed { error } => (ImageStatus::Failed, None, None, Some(error)),
+        };
+        if image.status != ImageStatus::Pending {
+            let same = image.status == status
+                && image.original_url == original_url
+                && image.thumbnail_url == thumbnail_url
+                && image.error == error;
+            return if same {
+                Ok(Settled::Unchanged)
+            } else {
+                Err(SettleRefusal::AlreadySettled(image.status))
+            };
+        }
+        image.status = status;
+        image.original_url = original_url;
+        image.thumbnail_url = thumbnail_url;
+        image.error = error;
+        Ok(Settled::Applied)
     }
 
     /// May `user_id` print `file_id`, and where?
@@ -153,5 +224,34 @@ mod tests {
             (ok.printer_id, ok.printer_url.as_str()),
             (1, "http://printer")
         );
+    }
+
+    #[test]
+    fn a_download_result_settles_a_pending_image_once() {
+        let catalog = Catalog::new("http://printer");
+        let image = catalog.create_image(1, "http://x/a.jpg".into(), false);
+        let completed = DownloadResult::Completed {
+            original_url: "http://d/images/t/original".into(),
+            thumbnail_url: "http://d/images/t/thumbnail".into(),
+        };
+        assert!(catalog.is_pending(image.id));
+        assert_eq!(
+            catalog.settle(image.id, completed.clone()),
+            Ok(Settled::Applied)
+        );
+        assert!(!catalog.is_pending(image.id));
+        assert_eq!(catalog.settle(image.id, completed), Ok(Settled::Unchanged));
+        let failed = DownloadResult::Failed {
+            error: "timeout".into(),
+        };
+        assert_eq!(
+            catalog.settle(image.id, failed.clone()),
+            Err(SettleRefusal::AlreadySettled(ImageStatus::Ready))
+        );
+        assert_eq!(
+            catalog.lookup(1, image.id).unwrap().image_url,
+            "http://d/images/t/original"
+        );
+        assert_eq!(catalog.settle(999, failed), Err(SettleRefusal::NoSuchImage));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pixpress_kit::config::CommonArgs;
 
-#[derive(Debug, Clone, clap::Parser)]
+#[derive(Clone, clap::Parser)]
 #[command(
     name = "management-api",
     version,
@@ -18,9 +18,26 @@ pub struct Config {
     pub http_addr: SocketAddr,
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Base URL of the download service.
+    /// Base URL of the download service: where downloads are requested, and the base
+    /// of the `original_url`/`thumbnail_url` of downloaded images (printers fetch
+    /// from it, so it must be reachable by them).
     #[arg(long, env = "DOWNLOAD_URL", default_value = "http://127.0.0.1:8081")]
     pub download_url: String,
+    /// Base URL the download service calls back on when a download ends.
+    #[arg(
+        long,
+        env = "MANAGEMENT_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8082"
+    )]
+    pub management_public_url: String,
+    /// Standard Webhooks secret (`whsec_…`) the download service signs its callbacks
+    /// with. Unset: every download callback is refused (401).
+    #[arg(long, env = "DOWNLOAD_CALLBACK_SECRET", hide_env_values = true)]
+    pub download_callback_secret: Option<String>,
+    /// How long to keep asking an unreachable (or 5xx-answering) download service for
+    /// a download before the image is marked `failed` with `unreachable`, in seconds.
+    #[arg(long, env = "MANAGEMENT_DOWNLOAD_RETRY_SECS", default_value_t = 60)]
+    pub download_retry_secs: u64,
     /// URL of printer 1, registered at start.
     #[arg(long, env = "PRINTER_URL", default_value = "http://127.0.0.1:8083")]
     pub printer_url: String,
@@ -36,6 +53,9 @@ impl Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             common: CommonArgs::default(),
             download_url: "http://127.0.0.1:8081".to_owned(),
+            management_public_url: "http://127.0.0.1:8082".to_owned(),
+            download_callback_secret: None,
+            download_retry_secs: 60,
             printer_url: "http://127.0.0.1:8083".to_owned(),
             management_latency_ms: 0,
         }
@@ -43,5 +63,28 @@ impl Config {
 
     pub fn lookup_latency(&self) -> Duration {
         Duration::from_millis(self.management_latency_ms)
+    }
+
+    pub fn download_retry_window(&self) -> Duration {
+        Duration::from_secs(self.download_retry_secs)
+    }
+}
+
+// Written out so the callback secret never reaches a log line.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("common", &self.common)
+            .field("download_url", &self.download_url)
+            .field("management_public_url", &self.management_public_url)
+            .field(
+                "download_callback_secret",
+                &self.download_callback_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("download_retry_secs", &self.download_retry_secs)
+            .field("printer_url", &self.printer_url)
+            .field("management_latency_ms", &self.management_latency_ms)
+            .finish()
     }
 }

@@ -1,10 +1,12 @@
 //! management-api: a faithful in-memory mock of the management service another team
-//! owns (Spring Boot in real life). It keeps users' image records, answers print
+//! owns (Spring Boot in real life). It keeps users' image records, has download-service
+//! fetch each new image (and takes its signed report when done), answers print
 //! authorization lookups (`/lookup`) and holds the printer registry. Records live
 //! in memory: this service stands in for one we do not run.
 
 mod catalog;
 mod config;
+mod download_service;
 mod metrics;
 mod routes;
 
@@ -12,20 +14,26 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::web;
+use pixpress_domain::management::http_url;
 use pixpress_kit::health::{openapi_document, Readiness};
 use pixpress_kit::metrics::http_metrics;
 use pixpress_kit::server::{self, Background, HttpSettings, Service};
+use pixpress_kit::webhook::WebhookSecret;
 use utoipa::OpenApi;
 
 use catalog::Catalog;
 pub use config::Config;
-use metrics::LookupMetrics;
+use download_service::DownloadService;
+use metrics::{DownloadMetrics, LookupMetrics};
 
 /// What every handler shares.
 pub struct State {
     catalog: Catalog,
     lookups: LookupMetrics,
     lookup_latency: Duration,
+    downloads: DownloadService,
+    /// `None` when `DOWNLOAD_CALLBACK_SECRET` is unset: every callback is refused.
+    callback_secret: Option<WebhookSecret>,
 }
 
 #[derive(OpenApi)]
@@ -36,6 +44,7 @@ pub struct State {
         routes::images::list_images,
         routes::images::get_image,
         routes::images::delete_image,
+        routes::internal::download_callback,
         routes::lookup::lookup,
         routes::printers::list_printers,
         routes::printers::put_printer,
@@ -43,13 +52,42 @@ pub struct State {
 )]
 struct ManagementApi;
 
+/// Builds management-api on `listener`; fails naming the setting that is malformed.
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let addr = listener.local_addr()?;
+    for (name, value) in [
+        ("DOWNLOAD_URL", &config.download_url),
+        ("MANAGEMENT_PUBLIC_URL", &config.management_public_url),
+    ] {
+        http_url(value).map_err(|_| anyhow::anyhow!("{name} must be an http(s) URL"))?;
+    }
+    let callback_secret = match &config.download_callback_secret {
+        Some(text) => Some(
+            WebhookSecret::parse(text)
+                .map_err(|e| anyhow::anyhow!("DOWNLOAD_CALLBACK_SECRET: {e}"))?,
+        ),
+        None => {
+            log::warn!(
+                "DOWNLOAD_CALLBACK_SECRET is not set: every download callback will be refused, \
+                 so no image will become ready"
+            );
+            None
+        }
+    };
+    let background = Background::new();
     let metrics = http_metrics("management");
     let state = web::Data::new(State {
         catalog: Catalog::new(&config.printer_url),
         lookups: LookupMetrics::new(&metrics.registry),
         lookup_latency: config.lookup_latency(),
+        downloads: DownloadService::new(
+            &config.download_url,
+            &config.management_public_url,
+            config.download_retry_window(),
+            background.token(),
+            DownloadMetrics::new(&metrics.registry),
+        ),
+        callback_secret,
     });
     let settings = HttpSettings {
         metrics,
@@ -62,6 +100,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let server = server::serve(listener, settings, move |cfg| {
         cfg.app_data(state.clone())
             .configure(routes::images::configure)
+            .configure(routes::internal::configure)
             .configure(routes::lookup::configure)
             .configure(routes::printers::configure);
     })?;
@@ -69,7 +108,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         "management-api",
         addr,
         server,
-        Background::new(),
+        background,
         config.common.shutdown_grace(),
     ))
 }

@@ -1,11 +1,12 @@
 //! management-api's own metrics: how many lookups are being served, and the most
-//! ever served at once (what backpressure tests and operators look at).
+//! ever served at once (what backpressure tests and operators look at); how
+//! download requests and the download service's callbacks turned out.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use pixpress_kit::metrics::MetricsRegistrar;
-use prometheus::Registry;
+use prometheus::{IntCounterVec, Registry};
 
 #[derive(Clone, Default)]
 pub struct LookupMetrics {
@@ -43,5 +44,34 @@ impl LookupMetrics {
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         self.in_flight_max.fetch_max(now, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+}
+
+#[derive(Clone)]
+pub struct DownloadMetrics {
+    /// `pixpress_management_downloads_requested_total{outcome}`, once per image:
+    /// accepted, refused (a 4xx), unreachable (gave up retrying), abandoned (the image
+    /// was deleted or settled meanwhile, or the service is stopping).
+    pub requested: IntCounterVec,
+    /// `pixpress_management_download_callbacks_total{outcome}`: completed, failed,
+    /// unchanged, conflict, unknown, invalid, unauthorized.
+    pub callbacks: IntCounterVec,
+}
+
+impl DownloadMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let metrics = MetricsRegistrar::new(registry, "management");
+        Self {
+            requested: metrics.int_counter_vec(
+                "downloads_requested_total",
+                "Downloads asked of the download service, by final outcome",
+                &["outcome"],
+            ),
+            callbacks: metrics.int_counter_vec(
+                "download_callbacks_total",
+                "Download callbacks received, by outcome",
+                &["outcome"],
+            ),
+        }
     }
 }

@@ -1,29 +1,12 @@
 //! management-api over real HTTP: image records, the print lookup, printers.
 
-use std::net::TcpListener;
+mod helpers;
+
 use std::time::{Duration, Instant};
 
+use helpers::{create, spawn};
 use pixpress_testkit::http::client;
 use serde_json::{json, Value};
-
-fn spawn(configure: impl FnOnce(&mut pixpress_management::Config)) -> String {
-    let mut config = pixpress_management::Config::local();
-    configure(&mut config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    pixpress_management::build(config, listener)
-        .unwrap()
-        .spawn()
-        .0
-}
-
-async fn create(url: &str, user: i64, body: Value) -> reqwest::Response {
-    client()
-        .post(format!("{url}/users/{user}/images"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn images_are_created_listed_fetched_and_deleted_per_user() {

@@ -17,6 +17,9 @@ fn help_lists_its_environment_variables() {
         &[
             "HTTP_ADDR",
             "DOWNLOAD_URL",
+            "MANAGEMENT_PUBLIC_URL",
+            "DOWNLOAD_CALLBACK_SECRET",
+            "MANAGEMENT_DOWNLOAD_RETRY_SECS",
             "PRINTER_URL",
             "MANAGEMENT_LATENCY_MS",
         ],

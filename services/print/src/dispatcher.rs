@@ -18,19 +18,16 @@ use chrono::Utc;
 use pixpress_domain::printer::PrinterJob;
 use pixpress_domain::JobState;
 use pixpress_kit::db::{DbError, PgPool};
+use pixpress_kit::queue::QueueWorker;
+use pixpress_kit::retry::{jitter, Backoff};
 use prometheus::{Histogram, IntCounterVec};
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::breaker::Breakers;
 use crate::metrics::PrintMetrics;
 use crate::print_jobs::{self, ClaimedJob};
 
-/// How often to look for due retries and expired leases without a notification.
-const POLL: Duration = Duration::from_millis(500);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Between attempts to hand a job to its printer.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
 
 pub struct DispatcherSettings {
     pub owner: String,
@@ -79,66 +76,8 @@ impl Dispatcher {
         }
     }
 
-    /// Runs until `stop`: claims what is due whenever slots are free, then waits for
-    /// a wake-up, the poll tick, or a slot. On stop it claims nothing more and
-    /// finishes the sends in flight.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
-        let mut in_flight = JoinSet::new();
-        let mut db_backoff = FIRST_BACKOFF;
-        while !stop.is_cancelled() {
-            while in_flight.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            let mut claimed_all = false;
-            if free > 0 {
-                match self.claim(free).await {
-                    Ok(jobs) => {
-                        db_backoff = FIRST_BACKOFF;
-                        claimed_all = jobs.len() == free;
-                        for job in jobs {
-                            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                                break;
-                            };
-                            let this = Arc::clone(&self);
-                            in_flight.spawn(async move {
-                                this.dispatch(job).await;
-                                drop(slot);
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        log::warn!("cannot claim print jobs (retrying in {db_backoff:?}): {e}");
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(db_backoff) => {}
-                        }
-                        db_backoff = (db_backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                }
-            }
-            if claimed_all {
-                continue;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                Some(_) = in_flight.join_next(), if free == 0 => {}
-            }
-        }
-        while in_flight.join_next().await.is_some() {}
-    }
-
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
-        let conn = self.db.get().await?;
-        print_jobs::claim(
-            &*conn,
-            &self.settings.owner,
-            self.settings.lease,
-            limit as i64,
-        )
-        .await
+    pub fn concurrency(&self) -> usize {
+        self.settings.concurrency
     }
 
     async fn dispatch(&self, job: ClaimedJob) {
@@ -191,7 +130,7 @@ impl Dispatcher {
                     )
                     .await
                 } else {
-                    let delay = jitter(backoff(attempt));
+                    let delay = BACKOFF.jittered(attempt as u32);
                     log::info!("job {} not accepted ({why}); retrying in {delay:?}", job.id);
                     print_jobs::retry_later(&*conn, job.id, owner, delay, &reason, true).await
                 }
@@ -255,30 +194,22 @@ impl Dispatcher {
     }
 }
 
-/// Exponential: 200 ms, 400 ms, 800 ms… up to a minute.
-fn backoff(attempt: i32) -> Duration {
-    let exp = attempt.saturating_sub(1).clamp(0, 16) as u32;
-    FIRST_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
-}
+impl QueueWorker for Dispatcher {
+    type Item = ClaimedJob;
+    const WHAT: &'static str = "print jobs";
 
-/// Spreads retries over [½d, d] so jobs that failed together do not return together.
-fn jitter(delay: Duration) -> Duration {
-    delay.mul_f64(0.5 + rand::random::<f64>() * 0.5)
-}
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
+        let conn = self.db.get().await?;
+        print_jobs::claim(
+            &*conn,
+            &self.settings.owner,
+            self.settings.lease,
+            limit as i64,
+        )
+        .await
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_ceiling_and_jitter_stays_within_half() {
-        assert_eq!(backoff(1), Duration::from_millis(200));
-        assert_eq!(backoff(2), Duration::from_millis(400));
-        assert_eq!(backoff(4), Duration::from_millis(1600));
-        assert_eq!(backoff(40), MAX_BACKOFF);
-        for _ in 0..100 {
-            let d = jitter(Duration::from_secs(1));
-            assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(1));
-        }
+    async fn work(self: Arc<Self>, job: ClaimedJob) {
+        self.dispatch(job).await
     }
 }

@@ -13,7 +13,6 @@ mod management;
 mod metrics;
 mod print_jobs;
 mod routes;
-mod wakeup;
 
 use std::net::TcpListener;
 use std::str::FromStr;
@@ -27,6 +26,7 @@ use pixpress_kit::health::{openapi_document, Readiness};
 use pixpress_kit::metrics::http_metrics;
 use pixpress_kit::server::{self, Background, HttpSettings, Service};
 use pixpress_kit::webhook::WebhookSecret;
+use pixpress_kit::{notify, queue};
 use tokio::sync::Notify;
 use utoipa::OpenApi;
 
@@ -114,9 +114,15 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         let wake = Arc::new(Notify::new());
         background.spawn({
             let wake = Arc::clone(&wake);
-            move |stop| wakeup::listen(listen_config, wake, stop)
+            move |stop| notify::listen(listen_config, print_jobs::QUEUED_CHANNEL, wake, stop)
         });
-        background.spawn(move |stop| dispatcher.run(wake, stop));
+        let schema = database.clone();
+        background.spawn(move |stop| async move {
+            if schema.wait_until_migrated(&stop).await {
+                let concurrency = dispatcher.concurrency();
+                queue::run(dispatcher, concurrency, wake, stop).await;
+            }
+        });
     } else {
         log::info!("DISPATCH_ENABLED=false: this replica takes jobs but does not dispatch them");
     }

@@ -4,7 +4,11 @@ use pixpress_kit::{config, server, telemetry};
 use pixpress_printer_sim::Config;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    server::exit_on_error("printer-sim", run().await);
+}
+
+async fn run() -> anyhow::Result<()> {
     let config: Config = config::parse();
     telemetry::init_logging(&config.common.rust_log);
     let listener = server::bind(config.http_addr)?;

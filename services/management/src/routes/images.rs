@@ -5,6 +5,7 @@ use pixpress_domain::management::{CreateImage, Image};
 use pixpress_domain::Problem;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
+use pixpress_kit::request_id;
 use pixpress_kit::ApiError;
 
 use super::positive;
@@ -23,8 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Adds an image to the user's collection by URL; it is `pending` until downloaded
-/// (or `ready` at once with the test-only `"ready": true`).
+/// Adds an image to the user's collection by URL. It is `pending` while download-service
+/// fetches it, then `ready` or `failed`. `"ready": true` (tests and development only)
+/// records it `ready` at once with `original_url` = `url`, and downloads nothing.
 #[utoipa::path(post, path = "/users/{user_id}/images", tag = "images",
     params(("user_id" = i64, Path, description = "The user")),
     request_body = CreateImage,
@@ -43,6 +45,19 @@ pub async fn create_image(
     let user_id = positive(user_id.into_inner(), "user")?;
     let CreateImage { url, ready } = body.into_inner();
     let image = state.catalog.create_image(user_id, url, ready);
+    if !ready {
+        // The 201 does not wait for download-service; the request carries this
+        // request's id so both services' logs tell one story.
+        let state = state.clone();
+        let (image_id, url) = (image.id, image.url.clone());
+        let id = request_id::current().unwrap_or_else(request_id::generate);
+        tokio::spawn(request_id::scope(id, async move {
+            state
+                .downloads
+                .request(&state.catalog, image_id, &url)
+                .await;
+        }));
+    }
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

@@ -1,6 +1,7 @@
 //! management-api's routes, one module per URL family.
 
 pub mod images;
+pub mod internal;
 pub mod lookup;
 pub mod printers;
 

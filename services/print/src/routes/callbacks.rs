@@ -11,7 +11,7 @@ use pixpress_domain::printer::PrinterCallback;
 use pixpress_domain::Problem;
 use pixpress_kit::db::DbError;
 use pixpress_kit::problem::resource;
-use pixpress_kit::webhook::{unix_now, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use pixpress_kit::webhook::verify_request;
 use uuid::Uuid;
 
 use crate::error::PrintError;
@@ -22,10 +22,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/print/callbacks/{correlation_id}").route(web::post().to(printer_callback)),
     );
-}
-
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// A printer reports progress on the job it was sent under `correlation_id`.
@@ -51,27 +47,10 @@ pub async fn printer_callback(
     body: Bytes,
 ) -> Result<HttpResponse, PrintError> {
     let count = |outcome: &str| state.metrics.callbacks.with_label_values(&[outcome]).inc();
-    let verified = state.callback_secret.as_ref().map(|secret| {
-        secret.verify(
-            header(&req, ID_HEADER),
-            header(&req, TIMESTAMP_HEADER),
-            header(&req, SIGNATURE_HEADER),
-            &body,
-            unix_now(),
-        )
-    });
-    match verified {
-        Some(Ok(())) => {}
-        Some(Err(e)) => {
-            count("unauthorized");
-            log::warn!("refused a printer callback: {e}");
-            return Err(PrintError::Unauthorized);
-        }
-        None => {
-            count("unauthorized");
-            log::warn!("refused a printer callback: PRINTER_CALLBACK_SECRET is not set");
-            return Err(PrintError::Unauthorized);
-        }
+    if let Err(e) = verify_request(state.callback_secret.as_ref(), &req, &body) {
+        count("unauthorized");
+        log::warn!("refused a printer callback: {e}");
+        return Err(PrintError::Unauthorized);
     }
     let callback: PrinterCallback = serde_json::from_slice(&body).map_err(|e| {
         count("invalid");

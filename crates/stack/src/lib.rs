@@ -1,0 +1,294 @@
+//! The whole pixpress system in one process, for a developer's machine and for the
+//! end-to-end tests: PostgreSQL (started from the installed server binaries unless a
+//! `DATABASE_URL` is given), an S3-compatible store (in-process unless an S3 endpoint
+//! is given), and the four services wired to each other with generated secrets.
+//!
+//! Production runs the same service libraries as separate binaries (docker/, k8s/);
+//! nothing here is used by a service.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
+use pixpress_embedded::s3::{S3Options, S3Server};
+use pixpress_kit::server::{bind, ServiceHandle};
+use pixpress_kit::webhook::WebhookSecret;
+use tokio_postgres::NoTls;
+
+/// Where each service listens; 0 picks a free port.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub print: u16,
+    pub download: u16,
+    pub management: u16,
+    pub printer: u16,
+    /// The in-process S3 store (when one is started).
+    pub s3: u16,
+    /// The PostgreSQL cluster (when one is started).
+    pub postgres: u16,
+}
+
+impl Ports {
+    /// The default ports of DESIGN.md §1; S3 on 9000 and PostgreSQL on 54329 (so a
+    /// server already on 5432 is left alone).
+    pub const DEFAULT: Ports = Ports {
+        print: 8080,
+        download: 8081,
+        management: 8082,
+        printer: 8083,
+        s3: 9000,
+        postgres: 54329,
+    };
+    pub const RANDOM: Ports = Ports {
+        print: 0,
+        download: 0,
+        management: 0,
+        printer: 0,
+        s3: 0,
+        postgres: 0,
+    };
+}
+
+/// An S3 store the stack does not run itself.
+#[derive(Clone)]
+pub struct ExternalS3 {
+    pub endpoint: String,
+    pub public_endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub struct StackOptions {
+    pub ports: Ports,
+    pub host: IpAddr,
+    /// Folder for the embedded PostgreSQL and S3 data; `None`: a temporary folder,
+    /// removed when the stack stops.
+    pub data_dir: Option<PathBuf>,
+    /// Use this database instead of starting PostgreSQL.
+    pub database_url: Option<String>,
+    /// Use this S3 store instead of the in-process one.
+    pub s3: Option<ExternalS3>,
+    /// Print time per copy on the simulated printer.
+    pub printer_delay_ms: u64,
+    pub log_filter: String,
+}
+
+impl StackOptions {
+    /// Random loopback ports, throwaway data: what tests want.
+    pub fn ephemeral() -> Self {
+        Self {
+            ports: Ports::RANDOM,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            data_dir: None,
+            database_url: None,
+            s3: None,
+            printer_delay_ms: 0,
+            log_filter: "warn".into(),
+        }
+    }
+}
+
+/// A running stack. Dropping it stops the embedded servers; call [`Stack::stop`]
+/// for a graceful shutdown of the services first.
+pub struct Stack {
+    pub print_url: String,
+    pub download_url: String,
+    pub management_url: String,
+    pub printer_url: String,
+    pub s3_endpoint: String,
+    pub database_url: String,
+    services: Vec<(
+        &'static str,
+        ServiceHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
+    s3: Option<S3Server>,
+    postgres: Option<PostgresCluster>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Creates `name` on the server of `admin_url` unless it exists.
+async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(admin_url, NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+    tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+    }
+    Ok(())
+}
+
+fn listener(host: IpAddr, port: u16) -> anyhow::Result<(TcpListener, String)> {
+    let listener = bind(SocketAddr::new(host, port))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, format!("http://127.0.0.1:{port}")))
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let (data_dir, temp) = match &options.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("pixpress-stack-")
+                    .tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        // Bind every service first: a taken port fails before anything starts.
+        let (print_listener, print_url) = listener(options.host, options.ports.print)?;
+        let (download_listener, download_url) = listener(options.host, options.ports.download)?;
+        let (management_listener, management_url) =
+            listener(options.host, options.ports.management)?;
+        let (printer_listener, printer_url) = listener(options.host, options.ports.printer)?;
+
+        let (database_url, postgres) = match &options.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let port = match options.ports.postgres {
+                    0 => free_port()?,
+                    port => port,
+                };
+                let cluster_options = ClusterOptions {
+                    data_dir: data_dir.join("postgres"),
+                    port,
+                    durable: options.data_dir.is_some(),
+                };
+                let cluster =
+                    tokio::task::spawn_blocking(move || PostgresCluster::start(&cluster_options))
+                        .await??;
+                ensure_database(&cluster.url("postgres"), "pixpress").await?;
+                (cluster.url("pixpress"), Some(cluster))
+            }
+        };
+
+        let (s3_settings, s3) = match &options.s3 {
+            Some(external) => (external.clone(), None),
+            None => {
+                let (_, secret_text) = WebhookSecret::generate();
+                let server = S3Server::start(S3Options {
+                    root: data_dir.join("s3"),
+                    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), options.ports.s3),
+                    access_key: "pixpress".into(),
+                    secret_key: secret_text,
+                    region: "us-east-1".into(),
+                })
+                .await
+                .context("starting the in-process S3 store")?;
+                let settings = ExternalS3 {
+                    endpoint: server.endpoint(),
+                    public_endpoint: None,
+                    region: server.region().to_owned(),
+                    bucket: "pixpress".into(),
+                    access_key: server.access_key().to_owned(),
+                    secret_key: server.secret_key().to_owned(),
+                };
+                (settings, Some(server))
+            }
+        };
+
+        let (_, printer_secret) = WebhookSecret::generate();
+        let (_, download_secret) = WebhookSecret::generate();
+        let common = pixpress_kit::config::CommonArgs {
+            rust_log: options.log_filter.clone(),
+            shutdown_grace_secs: 10,
+        };
+
+        let mut printer = pixpress_printer_sim::Config::local();
+        printer.common = common.clone();
+        printer.printer_callback_secret = Some(printer_secret.clone());
+        printer.printer_delay_ms = options.printer_delay_ms;
+
+        let mut management = pixpress_management::Config::local();
+        management.common = common.clone();
+        management.printer_url = printer_url.clone();
+        management.download_url = download_url.clone();
+        management.management_public_url = management_url.clone();
+        management.download_callback_secret = Some(download_secret.clone());
+
+        let mut download = pixpress_download::Config::with_database(&database_url);
+        download.common = common.clone();
+        download.s3_endpoint = Some(s3_settings.endpoint.clone());
+        download.s3_public_endpoint = s3_settings.public_endpoint.clone();
+        download.s3_region = s3_settings.region.clone();
+        download.s3_bucket = s3_settings.bucket.clone();
+        download.s3_access_key = Some(s3_settings.access_key.clone());
+        download.s3_secret_key = Some(s3_settings.secret_key.clone());
+        // The local stack's images and services live on this machine.
+        download.download_allow_private_networks = true;
+        download.download_callback_secret = Some(download_secret);
+
+        let mut print = pixpress_print::Config::with_database(&database_url);
+        print.common = common;
+        print.management_url = management_url.clone();
+        print.public_url = print_url.clone();
+        print.printer_callback_secret = Some(printer_secret);
+
+        let mut services = Vec::new();
+        let mut run = |name: &'static str, service: pixpress_kit::server::Service| {
+            let handle = service.handle();
+            services.push((name, handle, tokio::spawn(service.run_until_stopped())));
+        };
+        run(
+            "printer-sim",
+            pixpress_printer_sim::build(printer, printer_listener)?,
+        );
+        run(
+            "management-api",
+            pixpress_management::build(management, management_listener)?,
+        );
+        run(
+            "download-service",
+            pixpress_download::build(download, download_listener)?,
+        );
+        run(
+            "print-service",
+            pixpress_print::build(print, print_listener)?,
+        );
+
+        Ok(Stack {
+            print_url,
+            download_url,
+            management_url,
+            printer_url,
+            s3_endpoint: s3_settings.endpoint,
+            database_url,
+            services,
+            s3,
+            postgres,
+            _temp: temp,
+        })
+    }
+
+    /// Stops every service gracefully, then the embedded servers.
+    pub async fn stop(mut self) {
+        for (_, handle, _) in &self.services {
+            handle.stop();
+        }
+        for (name, _, task) in self.services.drain(..) {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::error!("{name} stopped with an error: {e}"),
+                Err(e) => log::error!("{name} crashed: {e}"),
+            }
+        }
+        if let Some(s3) = self.s3.take() {
+            s3.stop().await;
+        }
+        if let Some(mut postgres) = self.postgres.take() {
+            tokio::task::spawn_blocking(move || postgres.stop())
+                .await
+                .ok();
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The `download_tasks` table: every statement download-service runs against it.
+
+use std::time::Duration;
+
+use pixpress_domain::download::{DownloadState, DownloadTask, FailureReason};
+use pixpress_kit::db::DbError;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+/// The columns a [`DownloadTask`] is read from, in [`task_from_row`]'s order.
+const TASK_COLUMNS: &str = "id, url, state, error, content_type, width, height, bytes, \
+                            original_key, thumbnail_key, created_at, updated_at";
+
+/// Channel notified when a task is queued.
+pub const QUEUED_CHANNEL: &str = "download_tasks_queued";
+
+fn task_from_row(row: &Row) -> Result<DownloadTask, DbError> {
+    let state: String = row.try_get(2)?;
+    Ok(DownloadTask {
+        id: row.try_get(0)?,
+        url: row.try_get(1)?,
+        // The CHECK constraint admits only the names DownloadState knows.
+        state: DownloadState::parse(&state).unwrap_or(DownloadState::Failed),
+        error: row.try_get(3)?,
+        content_type: row.try_get(4)?,
+        width: row.try_get(5)?,
+        height: row.try_get(6)?,
+        bytes: row.try_get(7)?,
+        original_key: row.try_get(8)?,
+        thumbnail_key: row.try_get(9)?,
+        created_at: row.try_get(10)?,
+        updated_at: row.try_get(11)?,
+    })
+}
+
+/// Queues a download and wakes the workers, in one statement.
+pub async fn insert(
+    db: &impl GenericClient,
+    url: &str,
+    callback_url: Option<&str>,
+) -> Result<DownloadTask, DbError> {
+    let sql = format!(
+        "WITH inserted AS (
+             INSERT INTO download_tasks (id, url, callback_url, state)
+             VALUES ($1, $2, $3, 'queued')
+             RETURNING {TASK_COLUMNS}
+         )
+         SELECT inserted.*, pg_notify('{QUEUED_CHANNEL}', '') FROM inserted"
+    );
+    let row = db
+        .query_one(&sql, &[&Uuid::now_v7(), &url, &callback_url])
+        .await?;
+    task_from_row(&row)
+}
+
+pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<DownloadTask>, DbError> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM download_tasks WHERE id = $1");
+    let row = db.query_opt(&sql, &[&id]).await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
+/// A task a worker holds the lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub id: Uuid,
+    pub url: String,
+    /// Attempts made before this one.
+    pub attempts: i32,
+}
+
+/// Leases up to `limit` due tasks (queued, or running with an expired lease) to
+/// `owner`, marking them running.
+pub async fn claim(
+    db: &impl GenericClient,
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<ClaimedTask>, DbError> {
+    let rows = db
+        .query(
+            "UPDATE download_tasks AS t
+             SET state = 'running', lease_owner = $1,
+                 lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
+             FROM (SELECT id FROM download_tasks
+                   WHERE next_attempt_at <= now()
+                     AND (state = 'queued' OR (state = 'running' AND lease_expires_at < now()))
+                   ORDER BY next_attempt_at
+                   LIMIT $3
+                   FOR UPDATE SKIP LOCKED) AS due
+             WHERE t.id = due.id
+             RETURNING t.id, t.url, t.attempts",
+            &[&owner, &lease.as_secs_f64(), &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClaimedTask {
+                id: row.try_get(0)?,
+                url: row.try_get(1)?,
+                attempts: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// What a finished download produced.
+pub struct Stored {
+    pub content_type: String,
+    pub width: i32,
+    pub height: i32,
+    pub bytes: i64,
+    pub original_key: String,
+    pub thumbnail_key: String,
+}
+
+/// Records success; the callback (if any) becomes due. False if the lease was lost.
+pub async fn complete(
+    db: &impl GenericClient,
+    id: Uuid,
+    owner: &str,
+    stored: &Stored,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE download_tasks
+             SET state = 'completed', error = NULL, attempts = attempts + 1,
+                 content_type = $3, width = $4, height = $5, bytes = $6,
+                 original_key = $7, thumbnail_key = $8,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+                 callback_due_at = CASE WHEN callback_url IS NULL THEN NULL ELSE now() END
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+            &[
+                &id,
+                &owner,
+                &stored.content_type,
+                &stored.width,
+                &stored.height,
+                &stored.bytes,
+                &stored.original_key,
+                &stored.thumbnail_key,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Records a final failure; the callback (if any) becomes due.
+pub async fn fail(
+    db: &impl GenericClient,
+    id: Uuid,
+    owner: &str,
+    reason: FailureReason,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE download_tasks
+             SET state = 'failed', error = $3, attempts = attempts + 1,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+                 callback_due_at = CASE WHEN callback_url IS NULL THEN NULL ELSE now() END
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+            &[&id, &owner, &reason.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Puts the task back in the queue, due after `delay`, remembering why.
+pub async fn retry_later(
+    db: &impl GenericClient,
+    id: Uuid,
+    owner: &str,
+    delay: Duration,
+    reason: FailureReason,
+) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE download_tasks
+         SET state = 'queued', error = $4, attempts = attempts + 1,
+             next_attempt_at = now() + make_interval(secs => $3),
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+        &[&id, &owner, &delay.as_secs_f64(), &reason.as_str()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A callback to deliver: the finished task and where to send it.
+pub struct DueCallback {
+    pub task: DownloadTask,
+    pub callback_url: String,
+    pub attempts: i32,
+}
+
+/// Claims due callbacks by pushing their due time past `lease` (so another replica
+/// does not send them meanwhile).
+pub async fn claim_callbacks(
+    db: &impl GenericClient,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<DueCallback>, DbError> {
+    let sql = format!(
+        "UPDATE download_tasks AS t
+         SET callback_due_at = now() + make_interval(secs => $1)
+         FROM (SELECT id FROM download_tasks
+               WHERE callback_due_at <= now()
+               ORDER BY callback_due_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED) AS due
+         WHERE t.id = due.id
+         RETURNING {}, t.callback_url, t.callback_attempts",
+        TASK_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows = db.query(&sql, &[&lease.as_secs_f64(), &limit]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DueCallback {
+                task: task_from_row(row)?,
+                callback_url: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
+                attempts: row.try_get(13)?,
+            })
+        })
+        .collect()
+}
+
+/// The callback was delivered, or will never be: nothing more to send.
+pub async fn callback_done(db: &impl GenericClient, id: Uuid) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE download_tasks SET callback_due_at = NULL, callback_attempts = callback_attempts + 1
+         WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The callback failed; try again after `delay`.
+pub async fn callback_later(
+    db: &impl GenericClient,
+    id: Uuid,
+    delay: Duration,
+) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE download_tasks
+         SET callback_due_at = now() + make_interval(secs => $2),
+             callback_attempts = callback_attempts + 1
+         WHERE id = $1",
+        &[&id, &delay.as_secs_f64()],
+    )
+    .await?;
+    Ok(())
+}

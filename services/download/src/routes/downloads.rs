@@ -1,0 +1,74 @@
+//! `/downloads…`: queue a download, read its task.
+//!
+//! This is an internal API (the management API calls it): `callback_url` is trusted
+//! and not subject to the private-network ban that applies to image URLs.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use pixpress_domain::download::{CreateDownload, DownloadTask};
+use pixpress_domain::Problem;
+use pixpress_kit::json::ValidJson;
+use pixpress_kit::problem::resource;
+use pixpress_kit::ApiError;
+use uuid::Uuid;
+
+use crate::download_tasks;
+use crate::State;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/downloads").route(web::post().to(create_download)))
+        .service(resource("/downloads/{id}").route(web::get().to(get_download)));
+}
+
+/// Queues the download of an image; a worker picks it up at once.
+#[utoipa::path(post, path = "/downloads", tag = "downloads", request_body = CreateDownload,
+    responses(
+        (status = 202, description = "Queued", body = DownloadTask,
+            headers(("Location" = String, description = "The task"))),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_download(
+    state: web::Data<State>,
+    body: ValidJson<CreateDownload>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    let conn = state
+        .db
+        .pool
+        .get()
+        .await
+        .map_err(|e| state.db_error(e.into()))?;
+    let task = download_tasks::insert(&*conn, &request.url, request.callback_url.as_deref())
+        .await
+        .map_err(|e| state.db_error(e))?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/downloads/{}", task.id)))
+        .json(task))
+}
+
+#[utoipa::path(get, path = "/downloads/{id}", tag = "downloads",
+    params(("id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "The task", body = DownloadTask),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_download(
+    state: web::Data<State>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let conn = state
+        .db
+        .pool
+        .get()
+        .await
+        .map_err(|e| state.db_error(e.into()))?;
+    let id = id.into_inner();
+    download_tasks::get(&*conn, id)
+        .await
+        .map_err(|e| state.db_error(e))?
+        .map(|task| HttpResponse::Ok().json(task))
+        .ok_or_else(|| ApiError::not_found(format!("no download {id}")))
+}

@@ -1,0 +1,101 @@
+//! `/images/{id}/original|thumbnail`: a redirect to a short-lived presigned S3 URL,
+//! so image bytes never pass through this service.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use pixpress_domain::download::DownloadState;
+use pixpress_domain::Problem;
+use pixpress_kit::problem::resource;
+use pixpress_kit::ApiError;
+use uuid::Uuid;
+
+use crate::download_tasks;
+use crate::State;
+
+/// How long a presigned URL stays valid.
+const PRESIGNED_FOR_SECS: u32 = 3600;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/images/{id}/original").route(web::get().to(original)))
+        .service(resource("/images/{id}/thumbnail").route(web::get().to(thumbnail)));
+}
+
+#[derive(Clone, Copy)]
+enum Variant {
+    Original,
+    Thumbnail,
+}
+
+async fn redirect(state: &State, id: Uuid, variant: Variant) -> Result<HttpResponse, ApiError> {
+    let conn = state
+        .db
+        .pool
+        .get()
+        .await
+        .map_err(|e| state.db_error(e.into()))?;
+    let task = download_tasks::get(&*conn, id)
+        .await
+        .map_err(|e| state.db_error(e))?
+        .ok_or_else(|| ApiError::not_found(format!("no image {id}")))?;
+    let key = match (task.state, variant) {
+        (DownloadState::Completed, Variant::Original) => task.original_key,
+        (DownloadState::Completed, Variant::Thumbnail) => task.thumbnail_key,
+        (DownloadState::Failed, _) => {
+            return Err(ApiError::not_found(format!(
+                "image {id} could not be downloaded ({})",
+                task.error.unwrap_or_default()
+            )))
+        }
+        (DownloadState::Queued | DownloadState::Running, _) => {
+            return Err(
+                ApiError::conflict(format!("image {id} is not downloaded yet")).retry_after(1),
+            )
+        }
+    };
+    let key = key.ok_or_else(|| ApiError::not_found(format!("image {id} has no stored object")))?;
+    let storage = state
+        .storage
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("object storage is not configured"))?;
+    let url = storage
+        .presign_get(&key, PRESIGNED_FOR_SECS)
+        .await
+        .map_err(|e| {
+            log::error!("presigning {key}: {e}");
+            ApiError::unavailable("object storage is unavailable; retry later").retry_after(1)
+        })?;
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=60"))
+        .finish())
+}
+
+/// Redirects to the stored original.
+#[utoipa::path(get, path = "/images/{id}/original", tag = "images",
+    params(("id" = Uuid, Path, description = "The download task")),
+    responses(
+        (status = 302, description = "To a presigned URL of the original"),
+        (status = 404, description = "No such image, or its download failed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn original(
+    state: web::Data<State>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    redirect(&state, id.into_inner(), Variant::Original).await
+}
+
+/// Redirects to the stored JPEG thumbnail.
+#[utoipa::path(get, path = "/images/{id}/thumbnail", tag = "images",
+    params(("id" = Uuid, Path, description = "The download task")),
+    responses(
+        (status = 302, description = "To a presigned URL of the thumbnail"),
+        (status = 404, description = "No such image, or its download failed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn thumbnail(
+    state: web::Data<State>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    redirect(&state, id.into_inner(), Variant::Thumbnail).await
+}

@@ -1,0 +1,4 @@
+//! download-service's routes.
+
+pub mod downloads;
+pub mod images;

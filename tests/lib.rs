@@ -1,1 +1,0 @@
-//! End-to-end tests of the whole system live in this package.

@@ -1,0 +1,139 @@
+//! The whole system, as the local stack composes it (on random ports, with a fresh
+//! database): a user adds an image by URL, it is downloaded, thumbnailed and stored
+//! in S3, and a print job for it reaches the printer and completes.
+
+use std::time::Duration;
+
+use image::ImageFormat;
+use pixpress_stack::{Stack, StackOptions};
+use pixpress_testkit::fixture::{Fixture, Reply};
+use pixpress_testkit::http::{client, eventually};
+use pixpress_testkit::images::{encode, two_tone};
+use pixpress_testkit::TestDatabase;
+use serde_json::{json, Value};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+async fn stack() -> (Stack, TestDatabase) {
+    let db = TestDatabase::empty().await;
+    let mut options = StackOptions::ephemeral();
+    options.database_url = Some(db.url.clone());
+    (Stack::start(options).await.expect("the stack starts"), db)
+}
+
+async fn json(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
+    let (stack, _db) = stack().await;
+    let png = encode(&two_tone(640, 480), ImageFormat::Png);
+    let host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
+    let http = client();
+
+    let image = json(
+        http.post(format!("{}/users/1/images", stack.management_url))
+            .json(&json!({"url": format!("{}/cat.png", host.url)}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    assert_eq!(image["status"], "pending");
+    let image_url = format!("{}/users/1/images/{}", stack.management_url, image["id"]);
+    let ready: Value = eventually("the image to be ready", PATIENCE, || async {
+        let image: Value = http.get(&image_url).send().await.ok()?.json().await.ok()?;
+        (image["status"] != "pending").then_some(image)
+    })
+    .await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+
+    // The thumbnail a browser would show: a redirect to S3, then a JPEG that fits.
+    let browser = reqwest::Client::new();
+    let thumb = browser
+        .get(ready["thumbnail_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        thumb.status(),
+        200,
+        "redirect followed to the presigned URL"
+    );
+    let thumb = image::load_from_memory(&thumb.bytes().await.unwrap()).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (128, 96));
+
+    let job = json(
+        http.post(format!("{}/print/jobs", stack.print_url))
+            .json(&json!({"user_id": 1, "file_id": image["id"], "copies": 2}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let job_url = format!(
+        "{}/print/jobs/{}",
+        stack.print_url,
+        job["id"].as_str().unwrap()
+    );
+    eventually("the job to complete", PATIENCE, || async {
+        let job: Value = http.get(&job_url).send().await.ok()?.json().await.ok()?;
+        (job["state"] == "completed").then_some(())
+    })
+    .await;
+    let printed: Value = http
+        .get(format!("{}/jobs", stack.printer_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(printed[0]["image_url"], ready["original_url"]);
+    assert_eq!(printed[0]["printed"], 1);
+    assert_eq!(printed[0]["copies"], 2);
+    // The printer can fetch what it was given: the original, via S3.
+    let original = browser
+        .get(ready["original_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.status(), 200);
+    assert_eq!(original.headers()["content-type"], "image/png");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_downloaded_fails_and_cannot_be_printed() {
+    let (stack, _db) = stack().await;
+    let host = Fixture::start(|_| Reply::bytes(404, "text/plain", b"gone".to_vec()));
+    let http = client();
+    let image = json(
+        http.post(format!("{}/users/2/images", stack.management_url))
+            .json(&json!({"url": format!("{}/gone.jpg", host.url)}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let image_url = format!("{}/users/2/images/{}", stack.management_url, image["id"]);
+    let failed: Value = eventually("the image to fail", PATIENCE, || async {
+        let image: Value = http.get(&image_url).send().await.ok()?.json().await.ok()?;
+        (image["status"] == "failed").then_some(image)
+    })
+    .await;
+    assert_eq!(failed["error"], "http_status");
+    let res = http
+        .post(format!("{}/print/jobs", stack.print_url))
+        .json(&json!({"user_id": 2, "file_id": image["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    stack.stop().await;
+}
