@@ -29,7 +29,7 @@ async fn json(res: reqwest::Response, status: u16) -> Value {
 #[tokio::test]
 async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
     let (stack, _db) = stack().await;
-    let png = encode(&two_tone(640, 480), ImageFormat::Png);
+    let png = encode(&two_tone(640, 480).into(), ImageFormat::Png);
     let host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
     let http = client();
 

@@ -30,7 +30,7 @@ async fn every_format_is_stored_with_a_thumbnail_that_fits() {
         (ImageFormat::Gif, "image/gif"),
     ];
     for (format, content_type) in cases {
-        let bytes = encode(&source, format);
+        let bytes = encode(&source.clone().into(), format);
         // The host lies about the type: the service must sniff the bytes.
         let url = app.host.image(
             &format!("/{content_type}"),
@@ -64,7 +64,7 @@ async fn every_format_is_stored_with_a_thumbnail_that_fits() {
 async fn a_phone_photo_with_exif_orientation_6_gets_an_upright_thumbnail() {
     let app = TestApp::spawn().await;
     // Stored landscape (left red, right blue); orientation 6 says "rotate 90° clockwise".
-    let photo = with_exif_orientation(&encode(&two_tone(400, 200), ImageFormat::Jpeg), 6);
+    let photo = with_exif_orientation(&encode(&two_tone(400, 200).into(), ImageFormat::Jpeg), 6);
     let url = app.host.image("/phone.jpg", "image/jpeg", photo);
     let task = app.finished(&app.download(&url).await).await;
     assert_eq!(task["state"], "completed", "{task}");
@@ -89,7 +89,7 @@ async fn a_phone_photo_with_exif_orientation_6_gets_an_upright_thumbnail() {
 #[tokio::test]
 async fn the_same_image_twice_is_stored_once() {
     let app = TestApp::spawn().await;
-    let bytes = encode(&two_tone(64, 64), ImageFormat::Png);
+    let bytes = encode(&two_tone(64, 64).into(), ImageFormat::Png);
     let a = app.host.image("/a.png", "image/png", bytes.clone());
     let b = app.host.image("/b.png", "image/png", bytes);
     let first = app.finished(&app.download(&a).await).await;
@@ -147,7 +147,7 @@ async fn bad_inputs_fail_with_their_stable_codes() {
 #[tokio::test]
 async fn a_slow_server_times_out_and_is_retried() {
     let app = TestApp::spawn_with(|c| c.download_timeout_ms = 300).await;
-    let bytes = encode(&two_tone(32, 32), ImageFormat::Png);
+    let bytes = encode(&two_tone(32, 32).into(), ImageFormat::Png);
     let url = app.host.serve(
         "/slow.png",
         Reply::bytes(200, "image/png", bytes).delayed(std::time::Duration::from_secs(3)),
@@ -175,7 +175,7 @@ async fn a_redirect_to_loopback_is_a_forbidden_address_when_private_networks_are
     let target = app.host.image(
         "/secret.png",
         "image/png",
-        encode(&two_tone(8, 8), ImageFormat::Png),
+        encode(&two_tone(8, 8).into(), ImageFormat::Png),
     );
     let _ = target;
     let hop = app.host.serve(
@@ -200,7 +200,7 @@ async fn while_s3_is_down_downloads_retry_and_complete_when_it_is_back() {
     let url = app.host.image(
         "/later.png",
         "image/png",
-        encode(&two_tone(32, 16), ImageFormat::Png),
+        encode(&two_tone(32, 16).into(), ImageFormat::Png),
     );
     app.bucket.stop_server().await;
     let task = app.download(&url).await;
@@ -221,7 +221,7 @@ async fn the_completion_callback_is_signed_and_carries_the_task() {
     let url = app.host.image(
         "/cb.png",
         "image/png",
-        encode(&two_tone(16, 16), ImageFormat::Png),
+        encode(&two_tone(16, 16).into(), ImageFormat::Png),
     );
     let task = app.finished(&app.download(&url).await).await;
     let call = eventually("the callback", PATIENCE, || async {
@@ -250,8 +250,12 @@ async fn images_not_downloaded_yet_are_409_and_unknown_ones_404() {
     let app = TestApp::spawn().await;
     let slow = app.host.serve(
         "/slow.png",
-        Reply::bytes(200, "image/png", encode(&two_tone(8, 8), ImageFormat::Png))
-            .delayed(std::time::Duration::from_secs(2)),
+        Reply::bytes(
+            200,
+            "image/png",
+            encode(&two_tone(8, 8).into(), ImageFormat::Png),
+        )
+        .delayed(std::time::Duration::from_secs(2)),
     );
     let task = app.download(&slow).await;
     let res = app
