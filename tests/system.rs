@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use image::ImageFormat;
 use pixpress_stack::{Stack, StackOptions};
+use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
-use pixpress_testkit::http::{client, eventually};
+use pixpress_testkit::http::eventually;
 use pixpress_testkit::images::{encode, two_tone};
 use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
@@ -31,7 +32,7 @@ async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
     let (stack, _db) = stack().await;
     let png = encode(&two_tone(640, 480).into(), ImageFormat::Png);
     let host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
-    let http = client();
+    let http = client_as(&stack.token("0", &["admin"]));
 
     let image = json(
         http.post(format!("{}/users/1/images", stack.management_url))
@@ -111,7 +112,7 @@ async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
 async fn an_image_that_cannot_be_downloaded_fails_and_cannot_be_printed() {
     let (stack, _db) = stack().await;
     let host = Fixture::start(|_| Reply::bytes(404, "text/plain", b"gone".to_vec()));
-    let http = client();
+    let http = client_as(&stack.token("0", &["admin"]));
     let image = json(
         http.post(format!("{}/users/2/images", stack.management_url))
             .json(&json!({"url": format!("{}/gone.jpg", host.url)}))

@@ -8,10 +8,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// The stack mints print-service's management token at every start.
+const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 use anyhow::Context;
 use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
 use pixpress_embedded::s3::{S3Options, S3Server};
+use pixpress_kit::auth::{mint, AuthArgs};
 use pixpress_kit::server::{bind, ServiceHandle};
 use pixpress_kit::webhook::WebhookSecret;
 use tokio_postgres::NoTls;
@@ -100,6 +105,8 @@ pub struct Stack {
     pub printer_url: String,
     pub s3_endpoint: String,
     pub database_url: String,
+    /// The HS256 secret end-user tokens are signed with (generated per start).
+    pub auth_secret: String,
     services: Vec<(
         &'static str,
         ServiceHandle,
@@ -197,6 +204,8 @@ impl Stack {
             }
         };
 
+        let (_, auth_secret) = WebhookSecret::generate();
+        let auth = AuthArgs::with_secret(auth_secret.clone());
         let (_, printer_secret) = WebhookSecret::generate();
         let (_, download_secret) = WebhookSecret::generate();
         let common = pixpress_kit::config::CommonArgs {
@@ -211,6 +220,7 @@ impl Stack {
 
         let mut management = pixpress_management::Config::local();
         management.common = common.clone();
+        management.auth = auth.clone();
         management.printer_url = printer_url.clone();
         management.download_url = download_url.clone();
         management.management_public_url = management_url.clone();
@@ -230,6 +240,13 @@ impl Stack {
 
         let mut print = pixpress_print::Config::with_database(&database_url);
         print.common = common;
+        print.auth = auth;
+        print.management_token = Some(mint(
+            &auth_secret,
+            "print-service",
+            &["service"],
+            SERVICE_TOKEN_TTL,
+        ));
         print.management_url = management_url.clone();
         print.public_url = print_url.clone();
         print.printer_callback_secret = Some(printer_secret);
@@ -263,11 +280,22 @@ impl Stack {
             printer_url,
             s3_endpoint: s3_settings.endpoint,
             database_url,
+            auth_secret,
             services,
             s3,
             postgres,
             _temp: temp,
         })
+    }
+
+    /// A token for user `user_id` (or an admin with `admin`), valid for a day.
+    pub fn token(&self, subject: &str, roles: &[&str]) -> String {
+        mint(
+            &self.auth_secret,
+            subject,
+            roles,
+            Duration::from_secs(24 * 3600),
+        )
     }
 
     /// Stops every service gracefully, then the embedded servers.

@@ -73,13 +73,18 @@ async fn run() -> anyhow::Result<()> {
     })
     .await?;
     println!(
-        "\npixpress is up:\n  print-service     {}\n  download-service  {}\n  management-api    {}\n  printer-sim       {}\n  S3                {}\n  PostgreSQL        {}\nCtrl-C stops everything.\n",
+        "\npixpress is up:\n  print-service     {}\n  download-service  {}\n  management-api    {}\n  printer-sim       {}\n  S3                {}\n  PostgreSQL        {}\n",
         stack.print_url,
         stack.download_url,
         stack.management_url,
         stack.printer_url,
         stack.s3_endpoint,
         redact(&stack.database_url),
+    );
+    println!(
+        "Tokens (valid 24 h; `cargo run -p pixpress-stack --bin pixpress-token` mints more with AUTH_JWT_SECRET):\n  user 1: export TOKEN={}\n  admin:  export ADMIN_TOKEN={}\n\nCtrl-C stops everything.\n",
+        stack.token("1", &[]),
+        stack.token("0", &["admin"]),
     );
     pixpress_kit::server::shutdown_signal().await;
     println!("stopping…");

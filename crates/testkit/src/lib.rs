@@ -1,6 +1,7 @@
 //! Test support shared by every crate's tests: a fresh, migrated PostgreSQL
 //! database per test and small HTTP helpers. A dev-dependency only.
 
+pub mod auth;
 pub mod db;
 pub mod fixture;
 pub mod http;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pixpress_kit::auth::AuthArgs;
 use pixpress_kit::config::CommonArgs;
 
 #[derive(Clone, clap::Parser)]
@@ -18,6 +19,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Base URL of the download service: where downloads are requested, and the base
     /// of the `original_url`/`thumbnail_url` of downloaded images (printers fetch
     /// from it, so it must be reachable by them).
@@ -47,11 +50,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults on an ephemeral loopback port, for tests and the local stack.
+    /// Defaults on an ephemeral loopback port, for tests and the local stack
+    /// (authentication disabled until they configure it).
     pub fn local() -> Self {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             common: CommonArgs::default(),
+            auth: AuthArgs::disabled(),
             download_url: "http://127.0.0.1:8081".to_owned(),
             management_public_url: "http://127.0.0.1:8082".to_owned(),
             download_callback_secret: None,

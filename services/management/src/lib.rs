@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use pixpress_domain::management::http_url;
+use pixpress_kit::auth::Authenticator;
 use pixpress_kit::health::{openapi_document, Readiness};
 use pixpress_kit::metrics::http_metrics;
 use pixpress_kit::server::{self, Background, HttpSettings, Service};
@@ -55,6 +56,8 @@ struct ManagementApi;
 /// Builds management-api on `listener`; fails naming the setting that is malformed.
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let addr = listener.local_addr()?;
+    let authenticator =
+        web::Data::new(Authenticator::from_args(&config.auth).map_err(anyhow::Error::msg)?);
     for (name, value) in [
         ("DOWNLOAD_URL", &config.download_url),
         ("MANAGEMENT_PUBLIC_URL", &config.management_public_url),
@@ -99,6 +102,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     };
     let server = server::serve(listener, settings, move |cfg| {
         cfg.app_data(state.clone())
+            .app_data(authenticator.clone())
             .configure(routes::images::configure)
             .configure(routes::internal::configure)
             .configure(routes::lookup::configure)

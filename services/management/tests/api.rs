@@ -4,8 +4,7 @@ mod helpers;
 
 use std::time::{Duration, Instant};
 
-use helpers::{create, spawn};
-use pixpress_testkit::http::client;
+use helpers::{client, create, spawn};
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helpers::{
-    assert_problem, callback_with, closed_port_url, create, create_pending, image, lookup, metrics,
-    signed_callback, spawn, task, SECRET,
+    assert_problem, callback_with, client, closed_port_url, create, create_pending, image, lookup,
+    metrics, signed_callback, spawn, task, SECRET,
 };
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::fixture::{Fixture, Recorded, Reply};
-use pixpress_testkit::http::{client, eventually};
+use pixpress_testkit::http::eventually;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pixpress_kit::auth::AuthArgs;
 use pixpress_kit::config::{CommonArgs, DatabaseArgs};
 
-#[derive(Debug, Clone, clap::Parser)]
+#[derive(Clone, clap::Parser)]
 #[command(
     name = "print-service",
     version,
@@ -20,9 +21,14 @@ pub struct Config {
     pub common: CommonArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Base URL of the management API.
     #[arg(long, env = "MANAGEMENT_URL", default_value = "http://127.0.0.1:8082")]
     pub management_url: String,
+    /// Bearer token (role `service`) print-service presents to the management API.
+    #[arg(long, env = "MANAGEMENT_TOKEN", hide_env_values = true)]
+    pub management_token: Option<String>,
     /// Concurrent management API calls before answering 429.
     #[arg(long, env = "BACKEND_PERMITS", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -57,13 +63,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for everything but the database, for tests and the local stack.
+    /// Defaults for everything but the database, for tests and the local stack
+    /// (authentication disabled until they configure it).
     pub fn with_database(database_url: impl Into<String>) -> Self {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             common: CommonArgs::default(),
             database: DatabaseArgs::new(database_url),
+            auth: AuthArgs::disabled(),
             management_url: "http://127.0.0.1:8082".to_owned(),
+            management_token: None,
             backend_permits: 64,
             backend_timeout_ms: 2000,
             public_url: "http://127.0.0.1:8080".to_owned(),
@@ -81,5 +90,19 @@ impl Config {
 
     pub fn backend_timeout(&self) -> Duration {
         Duration::from_millis(self.backend_timeout_ms)
+    }
+}
+
+// The database URL, the token and the callback secret stay out of logs.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("database", &self.database)
+            .field("auth", &self.auth)
+            .field("management_url", &self.management_url)
+            .field("backend_permits", &self.backend_permits)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
     }
 }

@@ -23,6 +23,9 @@ pub enum PrintError {
     /// 403: the file belongs to someone else.
     #[error("the file belongs to another user")]
     Forbidden,
+    /// 403: the body names another user than the token.
+    #[error("you may only act for yourself: user_id must be the authenticated user")]
+    NotYourself,
     /// 409: the image is not downloaded yet.
     #[error("the image is not ready to print yet")]
     FileNotReady,
@@ -64,7 +67,7 @@ impl PrintError {
         let status = match self {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             JobNotFound | FileNotFound => StatusCode::NOT_FOUND,
-            Forbidden => StatusCode::FORBIDDEN,
+            Forbidden | NotYourself => StatusCode::FORBIDDEN,
             FileNotReady | NotCancelable(_) | BeingDispatched | IllegalTransition(..) => {
                 StatusCode::CONFLICT
             }

@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use actix_web::web;
+use pixpress_kit::auth::Authenticator;
 use pixpress_kit::client::http_client;
 use pixpress_kit::db::{self, Database};
 use pixpress_kit::gate::BackendGate;
@@ -74,6 +75,7 @@ fn replica_name() -> String {
 /// database: migrations run in the background and `/ready` says when they are done.
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let addr = listener.local_addr()?;
+    let authenticator = Authenticator::from_args(&config.auth).map_err(anyhow::Error::msg)?;
     let callback_secret = match &config.printer_callback_secret {
         Some(text) => Some(
             WebhookSecret::parse(text)
@@ -133,6 +135,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         management: ManagementClient::new(
             http,
             &config.management_url,
+            config.management_token.as_deref(),
             config.backend_timeout(),
             metrics.management_call_seconds.clone(),
         ),
@@ -147,8 +150,10 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         json_limit: JSON_LIMIT,
         workers: 0,
     };
+    let authenticator = web::Data::new(authenticator);
     let server = server::serve(listener, settings, move |cfg| {
         cfg.app_data(state.clone())
+            .app_data(authenticator.clone())
             .configure(routes::jobs::configure)
             .configure(routes::callbacks::configure);
     })?;

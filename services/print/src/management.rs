@@ -14,6 +14,8 @@ use crate::error::PrintError;
 pub struct ManagementClient {
     http: reqwest::Client,
     lookup_url: String,
+    /// `Bearer <MANAGEMENT_TOKEN>`: print-service asks as a service, not as the user.
+    authorization: Option<String>,
     timeout: Duration,
     durations: HistogramVec,
 }
@@ -22,12 +24,14 @@ impl ManagementClient {
     pub fn new(
         http: reqwest::Client,
         base_url: &str,
+        token: Option<&str>,
         timeout: Duration,
         durations: HistogramVec,
     ) -> Self {
         Self {
             http,
             lookup_url: format!("{}/lookup", base_url.trim_end_matches('/')),
+            authorization: token.map(|t| format!("Bearer {t}")),
             timeout,
             durations,
         }
@@ -53,23 +57,24 @@ impl ManagementClient {
     }
 
     async fn call(&self, user_id: i64, file_id: i64) -> Result<Lookup, PrintError> {
-        let response = self
+        let mut request = self
             .http
             .get(&self.lookup_url)
             .query(&[("user_id", user_id), ("file_id", file_id)])
             .timeout(self.timeout)
-            .forward_request_id()
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    log::warn!("management lookup timed out after {:?}", self.timeout);
-                    PrintError::ManagementTimeout
-                } else {
-                    log::warn!("management API unreachable: {e}");
-                    PrintError::ManagementUnreachable
-                }
-            })?;
+            .forward_request_id();
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                log::warn!("management lookup timed out after {:?}", self.timeout);
+                PrintError::ManagementTimeout
+            } else {
+                log::warn!("management API unreachable: {e}");
+                PrintError::ManagementUnreachable
+            }
+        })?;
         match response.status().as_u16() {
             200 => response.json::<Lookup>().await.map_err(|e| {
                 if e.is_timeout() {

@@ -9,7 +9,14 @@ const BINARY: &str = env!("CARGO_BIN_EXE_print-service");
 #[tokio::test]
 async fn serves_operational_routes_and_stops_on_sigterm() {
     let db = TestDatabase::new().await;
-    assert_serves_and_stops_on_sigterm(BINARY, &[("DATABASE_URL", db.url.as_str())]).await;
+    assert_serves_and_stops_on_sigterm(
+        BINARY,
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("AUTH_JWT_SECRET", pixpress_testkit::auth::SECRET),
+        ],
+    )
+    .await;
 }
 
 #[test]

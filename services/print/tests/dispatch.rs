@@ -230,6 +230,7 @@ async fn a_replica_killed_mid_dispatch_leaves_its_jobs_to_another_after_the_leas
     let (app, printer_url, file_id) = slow_printer_setup().await;
     // The survivor's address: where a load balancer sends printer callbacks.
     let (survivor_listener, survivor_url) = bind();
+    let service_token = pixpress_testkit::auth::service();
     let doomed = RunningBinary::start(
         env!("CARGO_BIN_EXE_print-service"),
         &[
@@ -239,6 +240,8 @@ async fn a_replica_killed_mid_dispatch_leaves_its_jobs_to_another_after_the_leas
             ("PRINTER_CALLBACK_SECRET", SECRET),
             ("DISPATCH_LEASE_MS", "1500"),
             ("BACKEND_TIMEOUT_MS", "10000"),
+            ("AUTH_JWT_SECRET", pixpress_testkit::auth::SECRET),
+            ("MANAGEMENT_TOKEN", &service_token),
         ],
     )
     .await;

@@ -1,8 +1,10 @@
 //! `/users/{user_id}/images…`: a user's image records.
 
+use actix_web::http::StatusCode;
 use actix_web::{http::header, web, HttpResponse};
 use pixpress_domain::management::{CreateImage, Image};
 use pixpress_domain::Problem;
+use pixpress_kit::auth::Caller;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
 use pixpress_kit::request_id;
@@ -39,10 +41,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ))]
 pub async fn create_image(
     state: web::Data<State>,
+    caller: Caller,
     user_id: web::Path<i64>,
     body: ValidJson<CreateImage>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = positive(user_id.into_inner(), "user")?;
+    if !caller.may_act_for(user_id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "you may only add images to your own collection",
+        ));
+    }
     let CreateImage { url, ready } = body.into_inner();
     let image = state.catalog.create_image(user_id, url, ready);
     if !ready {
@@ -75,9 +84,13 @@ pub async fn create_image(
     ))]
 pub async fn list_images(
     state: web::Data<State>,
+    caller: Caller,
     user_id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = positive(user_id.into_inner(), "user")?;
+    if !caller.may_act_for(user_id) {
+        return Err(ApiError::not_found(format!("no user {user_id}")));
+    }
     Ok(HttpResponse::Ok().json(state.catalog.images_of(user_id)))
 }
 
@@ -90,9 +103,15 @@ pub async fn list_images(
     ))]
 pub async fn get_image(
     state: web::Data<State>,
+    caller: Caller,
     path: web::Path<(i64, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (user_id, id) = path.into_inner();
+    if !caller.may_act_for(user_id) {
+        return Err(ApiError::not_found(format!(
+            "no image {id} for user {user_id}"
+        )));
+    }
     state
         .catalog
         .image_of(user_id, id)
@@ -108,10 +127,11 @@ pub async fn get_image(
     ))]
 pub async fn delete_image(
     state: web::Data<State>,
+    caller: Caller,
     path: web::Path<(i64, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (user_id, id) = path.into_inner();
-    if state.catalog.delete_image(user_id, id) {
+    if caller.may_act_for(user_id) && state.catalog.delete_image(user_id, id) {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(format!(

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use pixpress_domain::management::{Lookup, LookupQuery};
 use pixpress_domain::Problem;
+use pixpress_kit::auth::Caller;
 use pixpress_kit::problem::resource;
 use pixpress_kit::ApiError;
 
@@ -25,8 +26,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ))]
 pub async fn lookup(
     state: web::Data<State>,
+    caller: Caller,
     query: web::Query<LookupQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // Services (print-service) and admins ask; end users do not.
+    if !(caller.has_role("service") || caller.is_admin()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "lookup is for services: a token with the `service` role is required",
+        ));
+    }
     let _in_flight = state.lookups.enter();
     if !state.lookup_latency.is_zero() {
         tokio::time::sleep(state.lookup_latency).await;

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use pixpress_domain::management::{Printer, PutPrinter};
 use pixpress_domain::Problem;
+use pixpress_kit::auth::Caller;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
 use pixpress_kit::ApiError;
@@ -17,7 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[utoipa::path(get, path = "/printers", tag = "printers",
     responses((status = 200, description = "Registered printers", body = [Printer])))]
-pub async fn list_printers(state: web::Data<State>) -> HttpResponse {
+pub async fn list_printers(state: web::Data<State>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(state.catalog.printers())
 }
 
@@ -33,9 +34,16 @@ pub async fn list_printers(state: web::Data<State>) -> HttpResponse {
     ))]
 pub async fn put_printer(
     state: web::Data<State>,
+    caller: Caller,
     id: web::Path<i64>,
     body: ValidJson<PutPrinter>,
 ) -> Result<HttpResponse, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "only admins register printers",
+        ));
+    }
     let id = positive(id.into_inner(), "printer")?;
     let url = body.into_inner().url;
     let printer = Printer {

@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 
 use pixpress_kit::webhook::WebhookSecret;
-use pixpress_testkit::http::client;
+use pixpress_testkit::auth;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -32,6 +32,7 @@ pub fn spawn(configure: impl FnOnce(&mut pixpress_management::Config)) -> String
     config.management_public_url = url.clone();
     config.download_url = closed_port_url();
     config.download_callback_secret = Some(SECRET.into());
+    config.auth = auth::args();
     configure(&mut config);
     pixpress_management::build(config, listener)
         .unwrap()
@@ -135,4 +136,9 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status);
+}
+
+/// A client acting as an admin (these tests invent many users).
+pub fn client() -> reqwest::Client {
+    auth::client_as(&auth::admin())
 }

@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use pixpress_domain::job::JobListQuery;
 use pixpress_domain::{CreatePrintJob, JobState, PrintJob, PrintJobList, Problem};
+use pixpress_kit::auth::Caller;
 use pixpress_kit::db::DbError;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
@@ -96,10 +97,14 @@ async fn replay(
     ))]
 pub async fn create_job(
     state: web::Data<State>,
+    caller: Caller,
     req: HttpRequest,
     body: ValidJson<CreatePrintJob>,
 ) -> Result<HttpResponse, PrintError> {
     let request = body.into_inner();
+    if !caller.may_act_for(request.user_id) {
+        return Err(PrintError::NotYourself);
+    }
     let key = idempotency_key(&req)?;
 
     // The permit covers this request's backend work and is released on every path.
@@ -152,11 +157,14 @@ pub async fn create_job(
     ))]
 pub async fn get_job(
     state: web::Data<State>,
+    caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PrintError> {
     let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    // Another user's job is as absent as a missing one.
     let job = print_jobs::get(&*conn, id.into_inner())
         .await?
+        .filter(|job| caller.may_act_for(job.user_id))
         .ok_or(PrintError::JobNotFound)?;
     Ok(HttpResponse::Ok().json(job))
 }
@@ -169,9 +177,17 @@ pub async fn get_job(
     ))]
 pub async fn list_jobs(
     state: web::Data<State>,
+    caller: Caller,
     query: web::Query<JobListQuery>,
 ) -> Result<HttpResponse, PrintError> {
-    let query = query.into_inner();
+    let mut query = query.into_inner();
+    // A user lists their own jobs; asking for someone else's is refused.
+    if let Some(only) = caller.restricted_to() {
+        if query.user_id.is_some_and(|asked| asked != only) {
+            return Err(PrintError::NotYourself);
+        }
+        query.user_id = Some(only);
+    }
     query
         .validate()
         .map_err(|e| PrintError::BadRequest(Problem::from_validation(&e).detail))?;
@@ -209,10 +225,18 @@ pub async fn list_jobs(
     ))]
 pub async fn cancel_job(
     state: web::Data<State>,
+    caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PrintError> {
     let conn = state.db.pool.get().await.map_err(DbError::from)?;
-    match print_jobs::cancel(&*conn, id.into_inner()).await? {
+    let id = id.into_inner();
+    let owned = print_jobs::get(&*conn, id)
+        .await?
+        .is_some_and(|job| caller.may_act_for(job.user_id));
+    if !owned {
+        return Err(PrintError::JobNotFound);
+    }
+    match print_jobs::cancel(&*conn, id).await? {
         CancelOutcome::Canceled(job) => {
             state
                 .metrics

@@ -5,6 +5,7 @@
 
 use std::net::TcpListener;
 
+use pixpress_testkit::auth;
 use pixpress_testkit::http::client;
 use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
@@ -66,6 +67,7 @@ pub async fn printed(printer_url: &str) -> Vec<pixpress_domain::printer::Printed
 /// Starts a real management-api with `configure` applied; returns its base URL.
 pub fn spawn_management(configure: impl FnOnce(&mut pixpress_management::Config)) -> String {
     let mut config = pixpress_management::Config::local();
+    config.auth = auth::args();
     configure(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     pixpress_management::build(config, listener)
@@ -115,6 +117,8 @@ impl TestApp {
         config.management_url = self.management_url.clone();
         config.public_url = public_url;
         config.printer_callback_secret = Some(SECRET.into());
+        config.auth = auth::args();
+        config.management_token = Some(auth::service());
         configure(&mut config);
         pixpress_print::build(config, listener).unwrap().spawn()
     }
@@ -130,13 +134,16 @@ impl TestApp {
         config.management_url = management_url.clone();
         config.public_url = url.clone();
         config.printer_callback_secret = Some(SECRET.into());
+        config.auth = auth::args();
+        config.management_token = Some(auth::service());
         configure(&mut config);
         let (_, handle) = pixpress_print::build(config, listener).unwrap().spawn();
         Self {
             url,
             management_url,
             db,
-            http: client(),
+            // An admin may act for the many users these tests invent.
+            http: auth::client_as(&auth::admin()),
             handle,
         }
     }

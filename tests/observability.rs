@@ -1,0 +1,286 @@
+//! What operators see: a real Prometheus scraping the running system with the
+//! shipped scrape configuration, and a Grafana dashboard that asks only for metrics
+//! the services really expose.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use image::ImageFormat;
+use pixpress_stack::{Stack, StackOptions};
+use pixpress_testkit::auth::client_as;
+use pixpress_testkit::fixture::{Fixture, Reply};
+use pixpress_testkit::http::{eventually, free_port};
+use pixpress_testkit::images::{encode, two_tone};
+use pixpress_testkit::TestDatabase;
+use serde_json::{json, Value};
+
+const PATIENCE: Duration = Duration::from_secs(90);
+/// The scrape jobs of the shipped Prometheus configuration.
+const SERVICES: [&str; 4] = [
+    "print-service",
+    "download-service",
+    "management-api",
+    "printer-sim",
+];
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+async fn stack() -> (Stack, TestDatabase) {
+    let db = TestDatabase::empty().await;
+    let mut options = StackOptions::ephemeral();
+    options.database_url = Some(db.url.clone());
+    (Stack::start(options).await.expect("the stack starts"), db)
+}
+
+/// Drives one image download and one print job through the system, so every
+/// labelled metric has at least one series.
+async fn exercise(stack: &Stack) {
+    let http = client_as(&stack.token("0", &["admin"]));
+    let png = encode(&two_tone(64, 48).into(), ImageFormat::Png);
+    let host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
+    let image: Value = http
+        .post(format!("{}/users/1/images", stack.management_url))
+        .json(&json!({"url": format!("{}/x.png", host.url)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let image_url = format!("{}/users/1/images/{}", stack.management_url, image["id"]);
+    eventually("the image to be ready", PATIENCE, || async {
+        let image: Value = http.get(&image_url).send().await.ok()?.json().await.ok()?;
+        (image["status"] == "ready").then_some(())
+    })
+    .await;
+    let job: Value = http
+        .post(format!("{}/print/jobs", stack.print_url))
+        .json(&json!({"user_id": 1, "file_id": image["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_url = format!(
+        "{}/print/jobs/{}",
+        stack.print_url,
+        job["id"].as_str().unwrap()
+    );
+    eventually("the job to complete", PATIENCE, || async {
+        let job: Value = http.get(&job_url).send().await.ok()?.json().await.ok()?;
+        (job["state"] == "completed").then_some(())
+    })
+    .await;
+}
+
+/// Names of the samples in Prometheus text (histograms as `_bucket`/`_sum`/`_count`).
+fn sample_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `pixpress_…` metric name in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("pixpress_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+fn exprs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", Value::String(expr)) => out.push(expr.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_metric_the_dashboard_asks_for_is_exposed() {
+    let dashboard_path = Path::new(ROOT).join("docker/grafana/dashboards/pixpress.json");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(&dashboard_path).expect("the shipped Grafana dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let (stack, _db) = stack().await;
+    exercise(&stack).await;
+
+    let http = client_as(&stack.token("0", &["admin"]));
+    let mut exposed = BTreeSet::new();
+    for url in [
+        &stack.print_url,
+        &stack.download_url,
+        &stack.management_url,
+        &stack.printer_url,
+    ] {
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        exposed.extend(sample_names(&text));
+    }
+    let mut all = Vec::new();
+    exprs(&dashboard, &mut all);
+    assert!(!all.is_empty(), "the dashboard has no queries");
+    let asked: BTreeSet<String> = all.iter().flat_map(|e| metric_names(e)).collect();
+    let missing: Vec<&String> = asked.iter().filter(|m| !exposed.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard asks for metrics nobody exposes: {missing:?}"
+    );
+    stack.stop().await;
+}
+
+/// A Prometheus server as a child process, killed on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find_prometheus() -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("prometheus"))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_all_four_services() {
+    let Some(binary) = find_prometheus() else {
+        eprintln!(
+            "SKIPPED a_real_prometheus_scrapes_all_four_services: `prometheus` is not installed \
+             (Debian: apt-get install prometheus; .ci/run installs it)"
+        );
+        return;
+    };
+    let (stack, _db) = stack().await;
+    // The shipped configuration, with compose service names swapped for loopback ports.
+    let shipped = std::fs::read_to_string(Path::new(ROOT).join("docker/prometheus/prometheus.yml"))
+        .expect("the shipped Prometheus configuration");
+    let mut config = shipped.clone();
+    for (name, url) in [
+        ("print-service:8080", &stack.print_url),
+        ("download-service:8081", &stack.download_url),
+        ("management-api:8082", &stack.management_url),
+        ("printer-sim:8083", &stack.printer_url),
+    ] {
+        assert!(shipped.contains(name), "the shipped config scrapes {name}");
+        config = config.replace(name, url.trim_start_matches("http://"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let port = free_port();
+    let _prometheus = Prometheus(
+        Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let http = client_as(&stack.token("0", &["admin"]));
+    for url in [
+        &stack.print_url,
+        &stack.download_url,
+        &stack.management_url,
+        &stack.printer_url,
+    ] {
+        http.get(format!("{url}/health")).send().await.unwrap();
+    }
+
+    let targets: Vec<Value> = eventually("all four targets up", PATIENCE, || async {
+        let body: Value = http
+            .get(format!("{api}/targets"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        // The four services (the shipped config may also scrape Prometheus itself).
+        let ours: Vec<Value> = body["data"]["activeTargets"]
+            .as_array()?
+            .iter()
+            .filter(|t| SERVICES.contains(&t["labels"]["job"].as_str().unwrap_or("")))
+            .cloned()
+            .collect();
+        let up = ours.iter().filter(|t| t["health"] == "up").count();
+        (ours.len() == 4 && up == 4).then_some(ours)
+    })
+    .await;
+    let jobs: BTreeSet<&str> = targets
+        .iter()
+        .filter_map(|t| t["labels"]["job"].as_str())
+        .collect();
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+
+    for query in [
+        "pixpress_print_backend_permits_available",
+        r#"pixpress_http_requests_total{service="print"}"#,
+    ] {
+        eventually(&format!("Prometheus to have {query}"), PATIENCE, || async {
+            let body: Value = http
+                .get(format!("{api}/query"))
+                .query(&[("query", query)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let results = body["data"]["result"].as_array()?;
+            (!results.is_empty()).then_some(())
+        })
+        .await;
+    }
+    stack.stop().await;
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    assert_eq!(
+        metric_names(
+            r#"histogram_quantile(0.95, sum by (le) (rate(pixpress_http_requests_duration_seconds_bucket{service="print"}[5m])))"#
+        ),
+        ["pixpress_http_requests_duration_seconds_bucket"]
+    );
+    assert_eq!(
+        metric_names("pixpress_a_total / pixpress_b"),
+        ["pixpress_a_total", "pixpress_b"]
+    );
+}
