@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::health::{self, Readiness};
 use crate::{problem, request_id};
 
+/// Open connections one worker thread accepts before it stops accepting more.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
+
 /// Everything the kit needs to serve a service's routes.
 pub struct HttpSettings {
     pub metrics: PrometheusMetrics,
@@ -67,6 +70,12 @@ where
     })
     // The kit handles signals itself, so background work stops together with HTTP.
     .disable_signals()
+    // Slow clients cannot hold a worker: the request head must arrive within 5 s,
+    // and a connection is capped per worker (25k by default in actix).
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(Duration::from_secs(30))
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
     .shutdown_timeout(settings.shutdown_grace.as_secs())
     .listen(listener)?;
     if settings.workers > 0 {
