@@ -118,6 +118,17 @@ pub fn openapi_document(
     use utoipa::openapi::{ContentBuilder, ResponseBuilder};
 
     service.merge(OperationsApi::openapi());
+    // End-user routes declare `security(("bearer" = []))`; this is the scheme.
+    let components = service.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        utoipa::openapi::security::SecurityScheme::Http(
+            utoipa::openapi::security::HttpBuilder::new()
+                .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
     service.info.title = title.to_owned();
     service.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let text = |description: &str, media: &str| {

@@ -103,4 +103,21 @@ async fn operational_routes_need_no_token() {
         let res = reqwest::get(format!("{}{path}", app.url)).await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
     }
+    // The OpenAPI document says which routes want a bearer token.
+    let doc: Value = reqwest::get(format!("{}/openapi.json", app.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc["paths"]["/print/jobs"]["post"]["security"][0]["bearer"],
+        json!([])
+    );
+    assert!(doc["paths"]["/print/jobs"]["post"]["responses"]["401"].is_object());
+    assert!(doc["paths"]["/health"]["get"]["security"].is_null());
 }

@@ -29,10 +29,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Adds an image to the user's collection by URL. It is `pending` while download-service
 /// fetches it, then `ready` or `failed`. `"ready": true` (tests and development only)
 /// records it `ready` at once with `original_url` = `url`, and downloads nothing.
-#[utoipa::path(post, path = "/users/{user_id}/images", tag = "images",
+#[utoipa::path(post, path = "/users/{user_id}/images", security(("bearer" = [])), tag = "images",
     params(("user_id" = i64, Path, description = "The user")),
     request_body = CreateImage,
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "Image recorded", body = Image,
             headers(("Location" = String, description = "The new image"))),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
@@ -76,9 +77,10 @@ pub async fn create_image(
 }
 
 /// The user's images, oldest first.
-#[utoipa::path(get, path = "/users/{user_id}/images", tag = "images",
+#[utoipa::path(get, path = "/users/{user_id}/images", security(("bearer" = [])), tag = "images",
     params(("user_id" = i64, Path, description = "The user")),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The user's images", body = [Image]),
         (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -95,9 +97,10 @@ pub async fn list_images(
 }
 
 /// One image; another user's image is 404 like a missing one.
-#[utoipa::path(get, path = "/users/{user_id}/images/{id}", tag = "images",
+#[utoipa::path(get, path = "/users/{user_id}/images/{id}", security(("bearer" = [])), tag = "images",
     params(("user_id" = i64, Path, description = "The user"), ("id" = i64, Path, description = "The image")),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The image", body = Image),
         (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -119,9 +122,10 @@ pub async fn get_image(
         .ok_or_else(|| ApiError::not_found(format!("no image {id} for user {user_id}")))
 }
 
-#[utoipa::path(delete, path = "/users/{user_id}/images/{id}", tag = "images",
+#[utoipa::path(delete, path = "/users/{user_id}/images/{id}", security(("bearer" = [])), tag = "images",
     params(("user_id" = i64, Path, description = "The user"), ("id" = i64, Path, description = "The image")),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -15,8 +15,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/lookup").route(web::get().to(lookup)));
 }
 
-#[utoipa::path(get, path = "/lookup", tag = "lookup", params(LookupQuery),
+#[utoipa::path(get, path = "/lookup", security(("bearer" = [])), tag = "lookup", params(LookupQuery),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The user may print the file", body = Lookup),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The image belongs to someone else", body = Problem, content_type = "application/problem+json"),

@@ -16,19 +16,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/printers/{id}").route(web::put().to(put_printer)));
 }
 
-#[utoipa::path(get, path = "/printers", tag = "printers",
-    responses((status = 200, description = "Registered printers", body = [Printer])))]
+#[utoipa::path(get, path = "/printers", security(("bearer" = [])), tag = "printers",
+    responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Registered printers", body = [Printer])))]
 pub async fn list_printers(state: web::Data<State>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(state.catalog.printers())
 }
 
 /// Registers printer `id` at `url`, or moves it there.
-#[utoipa::path(put, path = "/printers/{id}", tag = "printers",
+#[utoipa::path(put, path = "/printers/{id}", security(("bearer" = [])), tag = "printers",
     params(("id" = i64, Path, description = "The printer")),
     request_body = PutPrinter,
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Printer moved", body = Printer),
         (status = 201, description = "Printer registered", body = Printer),
+        (status = 403, description = "Only admins register printers", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a printer id", body = Problem, content_type = "application/problem+json"),
     ))]

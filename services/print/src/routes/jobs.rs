@@ -76,11 +76,12 @@ async fn replay(
 }
 
 /// Creates a print job.
-#[utoipa::path(post, path = "/print/jobs", tag = "jobs",
+#[utoipa::path(post, path = "/print/jobs", security(("bearer" = [])), tag = "jobs",
     request_body = CreatePrintJob,
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Retries with the same key and body return the original job")),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "Job queued (committed)", body = PrintJob,
             headers(("Location" = String, description = "The job"))),
         (status = 400, description = "Invalid body; each bad field is named", body = Problem, content_type = "application/problem+json"),
@@ -149,9 +150,10 @@ pub async fn create_job(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/print/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, path = "/print/jobs/{id}", security(("bearer" = [])), tag = "jobs",
     params(("id" = Uuid, Path, description = "The job")),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The job", body = PrintJob),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -170,8 +172,9 @@ pub async fn get_job(
 }
 
 /// Jobs, newest first, filtered by user and state, a page at a time.
-#[utoipa::path(get, path = "/print/jobs", tag = "jobs", params(JobListQuery),
+#[utoipa::path(get, path = "/print/jobs", security(("bearer" = [])), tag = "jobs", params(JobListQuery),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "A page of jobs", body = PrintJobList),
         (status = 400, description = "Bad query or cursor", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -216,9 +219,10 @@ pub async fn list_jobs(
 }
 
 /// Cancels a job that is still queued.
-#[utoipa::path(post, path = "/print/jobs/{id}/cancel", tag = "jobs",
+#[utoipa::path(post, path = "/print/jobs/{id}/cancel", security(("bearer" = [])), tag = "jobs",
     params(("id" = Uuid, Path, description = "The job")),
     responses(
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Canceled", body = PrintJob),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is no longer queued", body = Problem, content_type = "application/problem+json"),
