@@ -2,21 +2,21 @@
 //! shipped scrape configuration, and a Grafana dashboard that asks only for metrics
 //! the services really expose.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use image::ImageFormat;
-use pixpress_stack::{Stack, StackOptions};
+use pixpress_stack::Stack;
 use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{eventually, free_port};
 use pixpress_testkit::images::{encode, two_tone};
-use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
+use support::{job_reaches, settled_image, stack, PATIENCE};
 
-const PATIENCE: Duration = Duration::from_secs(90);
 /// The scrape jobs of the shipped Prometheus configuration.
 const SERVICES: [&str; 4] = [
     "print-service",
@@ -25,13 +25,6 @@ const SERVICES: [&str; 4] = [
     "printer-sim",
 ];
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-async fn stack() -> (Stack, TestDatabase) {
-    let db = TestDatabase::empty().await;
-    let mut options = StackOptions::ephemeral();
-    options.database_url = Some(db.url.clone());
-    (Stack::start(options).await.expect("the stack starts"), db)
-}
 
 /// Drives one image download and one print job through the system, so every
 /// labelled metric has at least one series.
@@ -48,12 +41,8 @@ async fn exercise(stack: &Stack) {
         .json()
         .await
         .unwrap();
-    let image_url = format!("{}/users/1/images/{}", stack.management_url, image["id"]);
-    eventually("the image to be ready", PATIENCE, || async {
-        let image: Value = http.get(&image_url).send().await.ok()?.json().await.ok()?;
-        (image["status"] == "ready").then_some(())
-    })
-    .await;
+    let ready = settled_image(&http, stack, 1, &image["id"]).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
     let job: Value = http
         .post(format!("{}/print/jobs", stack.print_url))
         .json(&json!({"user_id": 1, "file_id": image["id"]}))
@@ -63,16 +52,7 @@ async fn exercise(stack: &Stack) {
         .json()
         .await
         .unwrap();
-    let job_url = format!(
-        "{}/print/jobs/{}",
-        stack.print_url,
-        job["id"].as_str().unwrap()
-    );
-    eventually("the job to complete", PATIENCE, || async {
-        let job: Value = http.get(&job_url).send().await.ok()?.json().await.ok()?;
-        (job["state"] == "completed").then_some(())
-    })
-    .await;
+    job_reaches(&http, stack, job["id"].as_str().unwrap(), "completed").await;
 }
 
 /// Names of the samples in Prometheus text (histograms as `_bucket`/`_sum`/`_count`).

@@ -2,25 +2,14 @@
 //! database): a user adds an image by URL, it is downloaded, thumbnailed and stored
 //! in S3, and a print job for it reaches the printer and completes.
 
-use std::time::Duration;
+mod support;
 
 use image::ImageFormat;
-use pixpress_stack::{Stack, StackOptions};
 use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
-use pixpress_testkit::http::eventually;
 use pixpress_testkit::images::{encode, two_tone};
-use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-async fn stack() -> (Stack, TestDatabase) {
-    let db = TestDatabase::empty().await;
-    let mut options = StackOptions::ephemeral();
-    options.database_url = Some(db.url.clone());
-    (Stack::start(options).await.expect("the stack starts"), db)
-}
+use support::{job_reaches, settled_image, stack};
 
 async fn json(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status(), status);
@@ -44,12 +33,7 @@ async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
     )
     .await;
     assert_eq!(image["status"], "pending");
-    let image_url = format!("{}/users/1/images/{}", stack.management_url, image["id"]);
-    let ready: Value = eventually("the image to be ready", PATIENCE, || async {
-        let image: Value = http.get(&image_url).send().await.ok()?.json().await.ok()?;
-        (image["status"] != "pending").then_some(image)
-    })
-    .await;
+    let ready = settled_image(&http, &stack, 1, &image["id"]).await;
     assert_eq!(ready["status"], "ready", "{ready}");
 
     // The thumbnail a browser would show: a redirect to S3, then a JPEG that fits.
@@ -76,16 +60,7 @@ async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
         201,
     )
     .await;
-    let job_url = format!(
-        "{}/print/jobs/{}",
-        stack.print_url,
-        job["id"].as_str().unwrap()
-    );
-    eventually("the job to complete", PATIENCE, || async {
-        let job: Value = http.get(&job_url).send().await.ok()?.json().await.ok()?;
-        (job["state"] == "completed").then_some(())
-    })
-    .await;
+    job_reaches(&http, &stack, job["id"].as_str().unwrap(), "completed").await;
     let printed: Value = http
         .get(format!("{}/jobs", stack.printer_url))
         .send()
@@ -122,12 +97,8 @@ async fn an_image_that_cannot_be_downloaded_fails_and_cannot_be_printed() {
         201,
     )
     .await;
-    let image_url = format!("{}/users/2/images/{}", stack.management_url, image["id"]);
-    let failed: Value = eventually("the image to fail", PATIENCE, || async {
-        let image: Value = http.get(&image_url).send().await.ok()?.json().await.ok()?;
-        (image["status"] == "failed").then_some(image)
-    })
-    .await;
+    let failed = settled_image(&http, &stack, 2, &image["id"]).await;
+    assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"], "http_status");
     let res = http
         .post(format!("{}/print/jobs", stack.print_url))
