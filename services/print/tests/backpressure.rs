@@ -15,9 +15,28 @@ async fn a_saturated_gate_answers_429_with_retry_after_without_waiting() {
     let file_id = app.ready_image(1).await;
 
     let slow = app.post_job(json!({"user_id": 1, "file_id": file_id}));
+    let management = app.management_url.clone();
     let rejected = async {
-        // Let the first request take the only permit.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Wait until the first request holds the only permit (its lookup is at the
+        // management API), then knock.
+        pixpress_testkit::http::eventually(
+            "the first lookup in flight",
+            Duration::from_secs(30),
+            || async {
+                let text = app
+                    .http
+                    .get(format!("{management}/metrics"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                (metric_value(&text, "pixpress_management_lookups_in_flight") == Some(1.0))
+                    .then_some(())
+            },
+        )
+        .await;
         let started = Instant::now();
         let res = app
             .post_job(json!({"user_id": 1, "file_id": file_id}))
