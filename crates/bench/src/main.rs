@@ -38,6 +38,8 @@ enum Scenario {
     Thumbnail,
     Download,
     Footprint,
+    /// Not in `all`: the cost of each layer the kit wraps around a route.
+    Layers,
     /// The bare actix-web reference app as a process of its own (for `footprint`).
     #[value(hide = true)]
     BareServer,
@@ -64,6 +66,7 @@ impl Scenario {
             Scenario::Thumbnail => "thumbnail",
             Scenario::Download => "download",
             Scenario::Footprint => "footprint",
+            Scenario::Layers => "layers",
             Scenario::BareServer => "bare-server",
         }
     }
@@ -81,6 +84,7 @@ impl Scenario {
             Scenario::Thumbnail => scenarios::thumbnail::run(ctx).await,
             Scenario::Download => scenarios::download::run(ctx).await,
             Scenario::Footprint => scenarios::footprint::run(ctx).await,
+            Scenario::Layers => scenarios::layers::run(ctx).await,
             Scenario::All | Scenario::BareServer => Ok(()),
         }
     }

@@ -140,6 +140,11 @@ pub fn render(rows: &[Row], quick: bool) -> String {
             ]
         })
         .collect();
+    // A cell holds one line (error messages may carry several).
+    let cells: Vec<[String; 7]> = cells
+        .into_iter()
+        .map(|row| row.map(|cell| cell.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .collect();
     let mut widths = header.map(|h| h.chars().count());
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {

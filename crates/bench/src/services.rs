@@ -332,7 +332,7 @@ pub fn sink() -> anyhow::Result<(Plain, SinkCounts)> {
                 }
             }))
     })
-    .workers(1)
+    .workers(2)
     .disable_signals()
     .listen(listener)?
     .run();
@@ -497,4 +497,118 @@ mod tests {
         let none = bucket_delta(&b, &b);
         assert_eq!(quantile(&none, 0.5), None);
     }
+}
+
+/// One of the layers the kit wraps around every route (`pixpress_kit::server::serve`),
+/// alone on the bare `/health` app: the `layers` scenario weighs each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// actix-web's access log, with the kit's format (its lines filtered at `warn`).
+    AccessLog,
+    /// actix-web-prom's HTTP metrics.
+    Metrics,
+    /// The kit's request-id middleware.
+    RequestId,
+    /// The kit's problem+json error handlers.
+    ErrorHandlers,
+}
+
+impl Layer {
+    pub const EVERY: [Layer; 4] = [
+        Layer::AccessLog,
+        Layer::Metrics,
+        Layer::RequestId,
+        Layer::ErrorHandlers,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::AccessLog => "access log (Logger)",
+            Layer::Metrics => "HTTP metrics (actix-web-prom)",
+            Layer::RequestId => "request id",
+            Layer::ErrorHandlers => "problem+json error handlers",
+        }
+    }
+}
+
+/// The kit's access-log format (crates/kit/src/server.rs).
+const ACCESS_LOG: &str = r#"%a "%r" %s %b %Dms request_id=%{x-request-id}o"#;
+
+async fn health_ok() -> HttpResponse {
+    HttpResponse::Ok().json(Status { status: "ok" })
+}
+
+/// The bare `/health` app wrapped in one kit layer.
+pub fn layered_health(layer: Layer) -> anyhow::Result<Plain> {
+    use actix_web::middleware::{from_fn, Logger};
+    let (listener, url) = loopback()?;
+    let server = match layer {
+        Layer::AccessLog => HttpServer::new(|| {
+            App::new()
+                .route("/health", web::get().to(health_ok))
+                .wrap(Logger::new(ACCESS_LOG))
+        })
+        .disable_signals()
+        .listen(listener)?
+        .run(),
+        Layer::Metrics => {
+            let metrics = pixpress_kit::metrics::http_metrics("bench");
+            HttpServer::new(move || {
+                App::new()
+                    .route("/health", web::get().to(health_ok))
+                    .wrap(metrics.clone())
+            })
+            .disable_signals()
+            .listen(listener)?
+            .run()
+        }
+        Layer::RequestId => HttpServer::new(|| {
+            App::new()
+                .route("/health", web::get().to(health_ok))
+                .wrap(from_fn(pixpress_kit::request_id::middleware))
+        })
+        .disable_signals()
+        .listen(listener)?
+        .run(),
+        Layer::ErrorHandlers => HttpServer::new(|| {
+            App::new()
+                .route("/health", web::get().to(health_ok))
+                .wrap(pixpress_kit::problem::error_handlers())
+        })
+        .disable_signals()
+        .listen(listener)?
+        .run(),
+    };
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(Plain { url, handle })
+}
+
+/// The reference for `overload`'s 429 latency: actix-web with no middleware answering
+/// every `POST /print/jobs` with the same 429 problem+json print-service sends,
+/// echoing `X-Request-Id` (the Lua timer reads it back).
+pub fn bare_rejecting() -> anyhow::Result<Plain> {
+    let (listener, url) = loopback()?;
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/print/jobs",
+            web::post().to(|req: actix_web::HttpRequest| async move {
+                let mut res = HttpResponse::TooManyRequests();
+                res.content_type("application/problem+json")
+                    .insert_header(("retry-after", "1"));
+                if let Some(id) = req.headers().get("x-request-id") {
+                    res.insert_header(("x-request-id", id.clone()));
+                }
+                res.body(
+                    r#"{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"the service is at capacity; retry after a second"}"#,
+                )
+            }),
+        )
+    })
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(Plain { url, handle })
 }

@@ -43,8 +43,9 @@ pub struct Load {
     pub time_by_status: bool,
     /// Replace `{unique}` in the body with a UUID unique within the run.
     pub unique_ids: bool,
-    /// Pause of each connection between an answer and its next request (wrk's
-    /// `delay()` hook), so 512 connections can offer a load the machine can serve.
+    /// Mean pause of each connection between an answer and its next request (wrk's
+    /// `delay()` hook; uniform in 0..2×), so 512 connections can offer a load the
+    /// machine can serve.
     pub think_ms: u32,
 }
 
@@ -294,7 +295,14 @@ fn script(load: &Load) -> String {
         s.push_str(RESPONSE);
     }
     if load.think_ms > 0 {
-        let _ = writeln!(s, "function delay() return {} end", load.think_ms);
+        // Uniform in 0..2×think: a fixed pause would keep the connections in lockstep,
+        // sending bursts of hundreds of requests at once.
+        s.push_str("function init(args) math.randomseed(os.time() + 7919 * tid) end\n");
+        let _ = writeln!(
+            s,
+            "function delay() return math.random(0, {}) end",
+            2 * load.think_ms
+        );
     }
     s
 }

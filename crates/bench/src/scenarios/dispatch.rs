@@ -215,7 +215,9 @@ async fn printer_capacity(ctx: &Ctx) -> anyhow::Result<f64> {
         format!("{}/jobs", printer.url),
         body,
         DISPATCH_CONCURRENCY,
-        ctx.secs(3, 1),
+        // One second: printer-sim calls back for every job at once, unbounded, and
+        // tens of thousands of callbacks in flight exhaust this process's files.
+        ctx.secs(1, 1),
     );
     load.unique_ids = true;
     load.count_statuses = true;

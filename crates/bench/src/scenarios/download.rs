@@ -27,7 +27,7 @@ async fn images_per_second(
     sink_url: &str,
     sink: &SinkCounts,
 ) -> anyhow::Result<f64> {
-    let count = ctx.pick(40u64, 6);
+    let count = ctx.pick(80u64, 6);
     let db = services::database().await;
     let bucket = TestBucket::new().await;
     let service = services::download(&db.url, &bucket, concurrency, &services::secret())?;

@@ -107,9 +107,31 @@ fn binaries() -> anyhow::Result<PathBuf> {
     if let Ok(cargo) = std::env::var("CARGO") {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut command = Command::new(cargo);
+        // The same packages as .ci/bench-quick.sh builds: cargo unifies features per
+        // invocation, so another set would rebuild dependencies.
         command
             .current_dir(root)
-            .args(["build", "--release", "--bins"]);
+            .args(["build", "--release", "--bins", "-p", "pixpress-bench"]);
+        // `cargo run` gives this process the package's CARGO_PKG_*, CARGO_MANIFEST_* and
+        // friends; build scripts (ring's) rerun when those change, so passing them on
+        // would rebuild half the tree here and again on the next plain build.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let from_cargo_run = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+                || name == "OUT_DIR"
+                || name == "CARGO_TARGET_TMPDIR";
+            if from_cargo_run {
+                command.env_remove(name.as_ref());
+            }
+        }
         for (_, package) in SERVICES {
             command.args(["-p", package]);
         }
@@ -188,8 +210,9 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             ("DISPATCH_ENABLED", "false".into()),
         ],
     )?;
-    let exe = std::env::current_exe()?;
-    let bare = ChildService::start("bare actix-web", &exe, &["bare-server"], &[])?;
+    // This very binary, even if the build above replaced the file meanwhile.
+    let exe = Path::new("/proc/self/exe");
+    let bare = ChildService::start("bare actix-web", exe, &["bare-server"], &[])?;
     for service in [&printer, &download, &management, &print, &bare] {
         services::wait_ok(&service.url, "/health").await?;
     }

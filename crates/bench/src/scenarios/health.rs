@@ -28,7 +28,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     let mut service = Outcome::default();
     let mut reference = Outcome::default();
-    for _ in 0..ctx.pick(2, 1) {
+    for _ in 0..ctx.pick(3, 1) {
         service.merge(&wrk::run(&service_load).await?);
         reference.merge(&wrk::run(&bare_load).await?);
     }

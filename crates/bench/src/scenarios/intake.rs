@@ -43,13 +43,24 @@ const INSERT_JOB: &str = "WITH inserted AS (
      )
      SELECT inserted.*, pg_notify('print_jobs_queued', '') FROM inserted";
 
+/// [`INSERT_JOB`] without its `pg_notify`: what the row alone costs. PostgreSQL
+/// serializes the commits of notifying transactions (one database-wide lock held
+/// until the commit is flushed), so this shows what the wake-up costs intake.
+fn insert_without_notify() -> String {
+    INSERT_JOB.replace(", pg_notify('print_jobs_queued', '')", "")
+}
+
 /// Inserts one queued job exactly as print-service does.
 pub async fn insert_job(db: &impl GenericClient, job: &Lookup) -> anyhow::Result<()> {
+    insert_with(db, INSERT_JOB, job).await
+}
+
+async fn insert_with(db: &impl GenericClient, sql: &str, job: &Lookup) -> anyhow::Result<()> {
     let copies = 1i32;
     let key: Option<String> = None;
     let fingerprint = format!("{}:{}:{copies}", job.user_id, job.file_id);
     db.query_opt(
-        INSERT_JOB,
+        sql,
         &[
             &Uuid::now_v7(),
             &job.user_id,
@@ -91,8 +102,19 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
 }
 
-async fn floor(pool: &PgPool, job: &Lookup, duration: Duration) -> anyhow::Result<Floor> {
+async fn floor(
+    pool: &PgPool,
+    sql: &str,
+    job: &Lookup,
+    duration: Duration,
+) -> anyhow::Result<Floor> {
     let job = Arc::new(job.clone());
+    let sql: Arc<str> = Arc::from(sql);
+    // bb8 lets a caller that just returned a connection take it straight back, so 64
+    // tight loops on 16 connections starve some callers for seconds (its checkout
+    // times out). A FIFO semaphore of the pool's size queues them fairly instead,
+    // as the gaps between HTTP requests do for print-service.
+    let turns = Arc::new(tokio::sync::Semaphore::new(POOL_SIZE as usize));
     let started = Instant::now();
     let deadline = started + duration;
     let cpu_before = cpu_time();
@@ -100,12 +122,15 @@ async fn floor(pool: &PgPool, job: &Lookup, duration: Duration) -> anyhow::Resul
         .map(|_| {
             let pool = pool.clone();
             let job = Arc::clone(&job);
+            let sql = Arc::clone(&sql);
+            let turns = Arc::clone(&turns);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline && latencies.len() < MAX_PER_TASK {
                     let sent = Instant::now();
+                    let _turn = turns.acquire().await?;
                     let conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                    insert_job(&*conn, &job).await?;
+                    insert_with(&*conn, &sql, &job).await?;
                     drop(conn);
                     latencies.push(sent.elapsed());
                 }
@@ -144,14 +169,21 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut args = DatabaseArgs::new(&db.url);
     args.db_pool_size = POOL_SIZE;
     let pool = pixpress_kit::db::pool(&args, Duration::from_secs(5)).map_err(anyhow::Error::msg)?;
-    floor(&pool, &job, ctx.secs(1, 1)).await?; // warm-up: connections opened
-    let floor = floor(&pool, &job, ctx.secs(10, 2)).await?;
-    drop(pool);
+    floor(&pool, INSERT_JOB, &job, ctx.secs(1, 1)).await?; // warm-up: connections opened
+    let floor_duration = ctx.secs(10, 2);
+    let floor = floor(&pool, INSERT_JOB, &job, floor_duration).await?;
     let floor_rate = floor.jobs as f64 / floor.seconds;
     note(format!(
         "database floor: {:.0} inserts/s, p50 {:.2} ms, p99 {:.2} ms",
         floor_rate, floor.p50_ms, floor.p99_ms
     ));
+    let quiet = self::floor(&pool, &insert_without_notify(), &job, ctx.secs(3, 1)).await?;
+    let quiet_rate = quiet.jobs as f64 / quiet.seconds;
+    note(format!(
+        "the same insert without pg_notify: {:.0} inserts/s, p50 {:.2} ms, p99 {:.2} ms",
+        quiet_rate, quiet.p50_ms, quiet.p99_ms
+    ));
+    drop(pool);
 
     let body = format!(r#"{{"user_id":{},"file_id":{}}}"#, job.user_id, job.file_id);
     let load = Load::post_json(
@@ -184,6 +216,13 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         format!("{} DB floor", num(floor_rate)),
         rate / floor_rate,
         0.5,
+    ));
+    ctx.push(Row::info(
+        "intake",
+        "DB floor with the NOTIFY ÷ without",
+        format!("{} inserts/s", num(floor_rate)),
+        format!("{} without pg_notify", num(quiet_rate)),
+        Some(floor_rate / quiet_rate),
     ));
     ctx.push(Row::info(
         "intake",

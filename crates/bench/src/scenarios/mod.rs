@@ -7,6 +7,7 @@ pub mod download;
 pub mod footprint;
 pub mod health;
 pub mod intake;
+pub mod layers;
 pub mod overload;
 pub mod thumbnail;
 
