@@ -1,6 +1,5 @@
-//! Images made in code for the thumbnail and download scenarios: photo-like content
-//! (the same generator as services/download/examples/thumbnail_bench.rs, so the
-//! figures are comparable), encoded as JPEG or PNG.
+//! Images made in code for the thumbnail and download scenarios: photo-like content,
+//! encoded as JPEG or PNG.
 
 use std::io::Cursor;
 

@@ -102,6 +102,10 @@ struct Cli {
     /// A few seconds per scenario (CI): figures are printed, never asserted.
     #[arg(long)]
     quick: bool,
+    /// Write the `thumbnail` inputs to this directory and exit (to time other
+    /// decoders, such as `djpeg -scale 1/8`, on the same bytes).
+    #[arg(long, value_name = "DIR")]
+    dump: Option<std::path::PathBuf>,
     /// Where `bare-server` listens.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:0", hide = true)]
     addr: SocketAddr,
@@ -119,6 +123,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(dir) = &cli.dump {
+        return match scenarios::thumbnail::dump(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pixpress-bench --dump: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.scenario == Scenario::BareServer {
         return runtime.block_on(bare_server(cli.addr));
     }

@@ -503,7 +503,8 @@ mod tests {
 /// alone on the bare `/health` app: the `layers` scenario weighs each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
-    /// actix-web's access log, with the kit's format (its lines filtered at `warn`).
+    /// The kit's access log (`/health` lines are `debug`, filtered out as at the
+    /// default `info`).
     AccessLog,
     /// actix-web-prom's HTTP metrics.
     Metrics,
@@ -523,7 +524,7 @@ impl Layer {
 
     pub fn name(self) -> &'static str {
         match self {
-            Layer::AccessLog => "access log (Logger)",
+            Layer::AccessLog => "access log",
             Layer::Metrics => "HTTP metrics (actix-web-prom)",
             Layer::RequestId => "request id",
             Layer::ErrorHandlers => "problem+json error handlers",
@@ -531,22 +532,19 @@ impl Layer {
     }
 }
 
-/// The kit's access-log format (crates/kit/src/server.rs).
-const ACCESS_LOG: &str = r#"%a "%r" %s %b %Dms request_id=%{x-request-id}o"#;
-
 async fn health_ok() -> HttpResponse {
     HttpResponse::Ok().json(Status { status: "ok" })
 }
 
 /// The bare `/health` app wrapped in one kit layer.
 pub fn layered_health(layer: Layer) -> anyhow::Result<Plain> {
-    use actix_web::middleware::{from_fn, Logger};
+    use actix_web::middleware::from_fn;
     let (listener, url) = loopback()?;
     let server = match layer {
         Layer::AccessLog => HttpServer::new(|| {
             App::new()
                 .route("/health", web::get().to(health_ok))
-                .wrap(Logger::new(ACCESS_LOG))
+                .wrap(from_fn(pixpress_kit::access_log::middleware))
         })
         .disable_signals()
         .listen(listener)?

@@ -5,6 +5,7 @@
 //! its middleware (request ids, metrics, problem+json errors), health and readiness,
 //! the backpressure gate, the outbound HTTP client and graceful shutdown.
 
+pub mod access_log;
 pub mod auth;
 pub mod client;
 pub mod config;

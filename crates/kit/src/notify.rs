@@ -1,7 +1,11 @@
-//! `LISTEN` on a dedicated connection, turned into wake-ups for local workers (a
-//! `NOTIFY` sent in the transaction that queues work wakes them within
-//! milliseconds). Reconnects with backoff; while it is down, the workers' poll still
-//! finds new work, only later.
+//! Wake-ups across replicas: [`Announcer`] sends `NOTIFY` once work is committed, and
+//! [`listen`] turns the notifications into wake-ups for local workers, within
+//! milliseconds. Both are hints: a lost notification only delays the work until the
+//! workers' poll finds it.
+//!
+//! The notification is sent after the commit, not inside the inserting transaction:
+//! a transaction that notifies takes PostgreSQL's global notify-queue lock while it
+//! commits, which serialized the inserts and halved their rate (BENCHMARKS.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +14,54 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
+
+use crate::db::PgPool;
+
+/// Announces committed work on a channel. [`Announcer::announce`] never waits: the
+/// announcements made while one `NOTIFY` is being sent are covered by the next, so a
+/// burst of commits costs the database a few notifications, not one each.
+#[derive(Clone)]
+pub struct Announcer {
+    pool: PgPool,
+    channel: &'static str,
+    pending: Arc<Notify>,
+}
+
+impl Announcer {
+    pub fn new(pool: PgPool, channel: &'static str) -> Self {
+        Self {
+            pool,
+            channel,
+            pending: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Call after the commit of work that the channel's listeners should pick up.
+    pub fn announce(&self) {
+        self.pending.notify_one();
+    }
+
+    /// Sends the notifications until `stop` (run it in the background).
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.pending.notified() => {}
+            }
+            if let Err(e) = self.notify().await {
+                let channel = self.channel;
+                log::debug!("NOTIFY {channel} failed ({e}); the poll will find the work");
+            }
+        }
+    }
+
+    async fn notify(&self) -> Result<(), crate::db::DbError> {
+        let conn = self.pool.get().await?;
+        conn.execute("SELECT pg_notify($1, '')", &[&self.channel])
+            .await?;
+        Ok(())
+    }
+}
 
 /// Wakes `wake` on every notification on `channel` until `stop`.
 pub async fn listen(

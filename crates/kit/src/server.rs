@@ -1,7 +1,7 @@
 //! The HTTP server every service runs, its background tasks, and graceful shutdown.
 //!
 //! A service hands [`serve`] its routes; the kit wraps them with the request-id,
-//! logging, metrics and problem+json middleware and mounts the operational routes.
+//! access-log, metrics and problem+json middleware and mounts the operational routes.
 //! [`Service::run_until_stopped`] then waits for SIGTERM/SIGINT (or a
 //! [`ServiceHandle::stop`]), stops accepting, lets in-flight requests and claimed
 //! background work finish within the grace period, and returns.
@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, Logger};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::PrometheusMetrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{self, Readiness};
-use crate::{problem, request_id};
+use crate::{access_log, problem, request_id};
 
 /// Open connections one worker thread accepts before it stops accepting more.
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
@@ -63,10 +63,8 @@ where
             .default_service(web::to(problem::not_found))
             .wrap(problem::error_handlers())
             .wrap(metrics.clone())
+            .wrap(from_fn(access_log::middleware))
             .wrap(from_fn(request_id::middleware))
-            .wrap(Logger::new(
-                r#"%a "%r" %s %b %Dms request_id=%{x-request-id}o"#,
-            ))
     })
     // The kit handles signals itself, so background work stops together with HTTP.
     .disable_signals()

@@ -33,19 +33,16 @@ fn task_from_row(row: &Row) -> Result<DownloadTask, DbError> {
     })
 }
 
-/// Queues a download and wakes the workers, in one statement.
+/// Queues (and commits) a download; announce it to the workers afterwards.
 pub async fn insert(
     db: &impl GenericClient,
     url: &str,
     callback_url: Option<&str>,
 ) -> Result<DownloadTask, DbError> {
     let sql = format!(
-        "WITH inserted AS (
-             INSERT INTO download_tasks (id, url, callback_url, state)
-             VALUES ($1, $2, $3, 'queued')
-             RETURNING {TASK_COLUMNS}
-         )
-         SELECT inserted.*, pg_notify('{QUEUED_CHANNEL}', '') FROM inserted"
+        "INSERT INTO download_tasks (id, url, callback_url, state)
+         VALUES ($1, $2, $3, 'queued')
+         RETURNING {TASK_COLUMNS}"
     );
     let row = db
         .query_one(&sql, &[&Uuid::now_v7(), &url, &callback_url])

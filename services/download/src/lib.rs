@@ -22,10 +22,11 @@ use pixpress_kit::client::http_client;
 use pixpress_kit::db::{self, Database, DbError};
 use pixpress_kit::health::{openapi_document, Readiness};
 use pixpress_kit::metrics::http_metrics;
+use pixpress_kit::notify::{self, Announcer};
+use pixpress_kit::queue;
 use pixpress_kit::server::{self, Background, HttpSettings, Service};
 use pixpress_kit::webhook::WebhookSecret;
 use pixpress_kit::ApiError;
-use pixpress_kit::{notify, queue};
 use tokio::sync::{Notify, Semaphore};
 use utoipa::OpenApi;
 
@@ -39,6 +40,8 @@ use worker::{Worker, WorkerSettings};
 pub struct State {
     db: Database,
     storage: Option<Storage>,
+    /// Wakes the workers of every replica once a task is committed.
+    queued: Announcer,
 }
 
 impl State {
@@ -167,6 +170,11 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         let wake = Arc::clone(&wake);
         move |stop| notify::listen(listen_config, download_tasks::QUEUED_CHANNEL, wake, stop)
     });
+    let queued = Announcer::new(database.pool.clone(), download_tasks::QUEUED_CHANNEL);
+    background.spawn({
+        let queued = queued.clone();
+        move |stop| queued.run(stop)
+    });
     let schema = database.clone();
     background.spawn(move |stop| async move {
         if schema.wait_until_migrated(&stop).await {
@@ -190,6 +198,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let state = web::Data::new(State {
         db: database,
         storage,
+        queued,
     });
     let settings = HttpSettings {
         metrics: http_metrics,

@@ -12,7 +12,8 @@
 //! downscale is done by `fast_image_resize` (SIMD convolution) and orientation is applied
 //! to the small result, where it is cheap. `jpeg-decoder` rather than libjpeg-turbo: it is
 //! memory-safe on untrusted bytes and needs no C build, while libjpeg-turbo was only about
-//! 1.4× faster at 1/8 scale on the `thumbnail_bench` inputs (entropy decoding dominates).
+//! 1.4× faster at 1/8 scale on the `pixpress-bench thumbnail` inputs (entropy decoding
+//! dominates).
 //!
 //! This module does not fetch, store or name anything: it turns bytes into a JPEG thumbnail.
 

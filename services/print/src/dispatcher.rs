@@ -7,9 +7,10 @@
 //! another replica then claims those jobs again, and the printer's deduplication by
 //! correlation id keeps a re-sent job from printing twice.
 //!
-//! It wakes on `NOTIFY print_jobs_queued` (sent in the inserting transaction), so a
-//! new job reaches its printer within milliseconds; a short poll catches retries
-//! that come due and leases that expire.
+//! It wakes on `NOTIFY print_jobs_queued` (sent after each intake commit, coalesced
+//! under load: `pixpress_kit::notify::Announcer`), so a new job reaches its printer
+//! within milliseconds; a short poll catches retries that come due and leases that
+//! expire.
 
 use std::sync::Arc;
 use std::time::Duration;

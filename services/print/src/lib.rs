@@ -25,9 +25,10 @@ use pixpress_kit::db::{self, Database};
 use pixpress_kit::gate::BackendGate;
 use pixpress_kit::health::{openapi_document, Readiness};
 use pixpress_kit::metrics::http_metrics;
+use pixpress_kit::notify::{self, Announcer};
+use pixpress_kit::queue;
 use pixpress_kit::server::{self, Background, HttpSettings, Service};
 use pixpress_kit::webhook::WebhookSecret;
-use pixpress_kit::{notify, queue};
 use tokio::sync::Notify;
 use utoipa::OpenApi;
 
@@ -43,6 +44,8 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 pub struct State {
     db: Database,
     gate: BackendGate,
+    /// Wakes the dispatchers of every replica once a job is committed.
+    queued: Announcer,
     management: ManagementClient,
     metrics: PrintMetrics,
     callback_secret: Option<WebhookSecret>,
@@ -91,8 +94,13 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let pool = db::pool(&config.database, config.backend_timeout()).map_err(anyhow::Error::msg)?;
     let listen_config = tokio_postgres::Config::from_str(&config.database.database_url)?;
     let database = Database::new(pool.clone());
+    let queued = Announcer::new(pool.clone(), print_jobs::QUEUED_CHANNEL);
     let mut background = Background::new();
     background.push(database.migrate_in_background(background.token()));
+    background.spawn({
+        let queued = queued.clone();
+        move |stop| queued.run(stop)
+    });
 
     let http_metrics = http_metrics("print");
     let registry = &http_metrics.registry;
@@ -132,6 +140,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let state = web::Data::new(State {
         db: database.clone(),
         gate: BackendGate::new(config.backend_permits as usize, registry, "print"),
+        queued,
         management: ManagementClient::new(
             http,
             &config.management_url,

@@ -48,21 +48,17 @@ impl NewJob {
     }
 }
 
-/// Inserts a queued job and wakes the dispatchers, in one statement (so in one
-/// transaction: the notification is delivered only if the job commits).
+/// Inserts (and commits) a queued job; announce it to the dispatchers afterwards.
 /// `None` when the user's idempotency key is already taken.
 pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<PrintJob>, DbError> {
     let sql = format!(
-        "WITH inserted AS (
-             INSERT INTO print_jobs (id, user_id, file_id, copies, state, correlation_id,
-                                     printer_id, printer_url, image_url,
-                                     idempotency_key, request_fingerprint)
-             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-             DO NOTHING
-             RETURNING {JOB_COLUMNS}
-         )
-         SELECT inserted.*, pg_notify('{QUEUED_CHANNEL}', '') FROM inserted"
+        "INSERT INTO print_jobs (id, user_id, file_id, copies, state, correlation_id,
+                                 printer_id, printer_url, image_url,
+                                 idempotency_key, request_fingerprint)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+         DO NOTHING
+         RETURNING {JOB_COLUMNS}"
     );
     let fingerprint = NewJob::fingerprint(job.user_id, job.file_id, job.copies);
     let row = db

@@ -1,6 +1,7 @@
 //! `health`: `GET /health` on print-service, through every middleware the kit wraps
-//! around its routes (request id, metrics, problem+json, access log filtered at
-//! `warn`), against a bare actix-web app serving the same route and body with the
+//! around its routes (request id, metrics, problem+json, access log; `/health`'s
+//! access line is `debug`, so the harness's `warn` and the default `info` take the
+//! same path), against a bare actix-web app serving the same route and body with the
 //! same worker count, in the same process, driven by the same wrk settings. The
 //! runs alternate so drift in the machine's load hits both alike.
 

@@ -44,6 +44,7 @@ pub async fn create_download(
     let task = download_tasks::insert(&*conn, &request.url, request.callback_url.as_deref())
         .await
         .map_err(|e| state.db_error(e))?;
+    state.queued.announce();
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/downloads/{}", task.id)))
         .json(task))

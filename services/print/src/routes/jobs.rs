@@ -1,7 +1,10 @@
 //! `/print/jobs…`: intake, status, listing and cancellation of print jobs.
 //!
 //! Intake (DESIGN.md §3): validate → take a backend permit (429 if none) → ask the
-//! management API → insert the queued job → 201 only after the commit.
+//! management API → insert the queued job → 201 only after the commit. The permit is
+//! held until the commit, so the gate bounds the database work as well as the
+//! lookups: under overload, admitted requests never queue for a pool connection
+//! behind an unbounded crowd (which had turned into 503s after the pool timeout).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -108,7 +111,8 @@ pub async fn create_job(
     }
     let key = idempotency_key(&req)?;
 
-    // The permit covers this request's backend work and is released on every path.
+    // The permit covers this request's backend work (lookup and insert) and is
+    // released on every path.
     let permit = state.gate.try_enter()?;
     if let Some(key) = &key {
         if let Some(job) = replay(&state, &request, key).await? {
@@ -119,7 +123,6 @@ pub async fn create_job(
         .management
         .lookup(request.user_id, request.file_id)
         .await?;
-    drop(permit);
 
     let new = NewJob {
         user_id: request.user_id,
@@ -131,8 +134,11 @@ pub async fn create_job(
         idempotency_key: key.clone(),
     };
     let conn = state.db.pool.get().await.map_err(DbError::from)?;
-    match print_jobs::insert(&*conn, &new).await? {
+    let inserted = print_jobs::insert(&*conn, &new).await?;
+    drop(permit);
+    match inserted {
         Some(job) => {
+            state.queued.announce();
             state.metrics.transition(None, JobState::Queued);
             log::info!("job {} queued for user {}", job.id, job.user_id);
             Ok(created(&job, false))

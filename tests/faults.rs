@@ -1,0 +1,1 @@
+//! Fault tests against real processes (being written).

@@ -1,0 +1,1 @@
+//! Every status code the OpenAPI documents declare is produced (being written).
