@@ -4,7 +4,8 @@
 //! PostgreSQL refuses to run as root, so when we are root the cluster runs as the
 //! `postgres` system user (or `nobody`). The server is a child process that gets
 //! SIGINT (fast shutdown) when the thread that started it dies, so a test binary or
-//! a killed stack never leaves a server behind.
+//! a killed stack never leaves a server behind. A cluster can be stopped and started
+//! again on the same port and data directory (fault tests take the database away).
 
 use std::ffi::CString;
 use std::net::TcpListener;
@@ -40,8 +41,7 @@ fn failed(step: &'static str, detail: impl ToString) -> PostgresError {
 /// this value: the parent-death signal is tied to that thread, so the server can
 /// neither outlive us nor die early because a short-lived thread started it.
 pub struct PostgresCluster {
-    port: u16,
-    data_dir: PathBuf,
+    options: ClusterOptions,
     stop: Option<mpsc::Sender<()>>,
     owner: Option<std::thread::JoinHandle<()>>,
 }
@@ -122,9 +122,26 @@ impl PostgresCluster {
     /// waiting until it accepts connections. Blocking: call from a plain thread or
     /// `spawn_blocking`.
     pub fn start(options: &ClusterOptions) -> Result<Self, PostgresError> {
+        let mut cluster = Self {
+            options: options.clone(),
+            stop: None,
+            owner: None,
+        };
+        cluster.start_again()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server again after [`PostgresCluster::stop`], on the same port and
+    /// data directory (so with the same data): what an operator's restart does. Does
+    /// nothing if it is running. Blocking, like [`PostgresCluster::start`]. The port
+    /// is free while the server is stopped; another process could take it meanwhile.
+    pub fn start_again(&mut self) -> Result<(), PostgresError> {
+        if self.is_running() {
+            return Ok(());
+        }
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let thread_options = options.clone();
+        let thread_options = self.options.clone();
         let owner = std::thread::Builder::new()
             .name("postgres-owner".into())
             .spawn(move || match spawn_server(&thread_options) {
@@ -146,22 +163,27 @@ impl PostgresCluster {
         let outcome = ready_rx
             .recv()
             .unwrap_or_else(|_| Err(failed("starting postgres", "owner thread died")));
-        outcome?;
+        if let Err(e) = outcome {
+            let _ = owner.join();
+            return Err(e);
+        }
         log::info!(
             "PostgreSQL ready on 127.0.0.1:{} ({})",
-            options.port,
-            options.data_dir.display()
+            self.options.port,
+            self.options.data_dir.display()
         );
-        Ok(Self {
-            port: options.port,
-            data_dir: options.data_dir.clone(),
-            stop: Some(stop_tx),
-            owner: Some(owner),
-        })
+        self.stop = Some(stop_tx);
+        self.owner = Some(owner);
+        Ok(())
+    }
+
+    /// Whether the server is running (started and not stopped since).
+    pub fn is_running(&self) -> bool {
+        self.owner.is_some()
     }
 
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        &self.options.data_dir
     }
 }
 
@@ -273,15 +295,19 @@ fn wait_ready(data_dir: &Path, child: &mut Child, limit: Duration) -> Result<(),
 
 impl PostgresCluster {
     pub fn port(&self) -> u16 {
-        self.port
+        self.options.port
     }
 
     /// URL of `database` as the `postgres` superuser.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.options.port
+        )
     }
 
-    /// Fast shutdown, waiting for the server to exit.
+    /// Fast shutdown (open transactions are rolled back, committed ones kept), waiting
+    /// for the server to exit. [`PostgresCluster::start_again`] brings it back.
     pub fn stop(&mut self) {
         drop(self.stop.take());
         if let Some(owner) = self.owner.take() {
@@ -293,5 +319,36 @@ impl PostgresCluster {
 impl Drop for PostgresCluster {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(port: u16) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }
+
+    #[test]
+    fn a_stopped_cluster_starts_again_on_its_port_and_data_directory() {
+        if find_binaries().is_none() {
+            eprintln!("skipped: no PostgreSQL server binaries installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let options = ClusterOptions {
+            data_dir: dir.path().join("data"),
+            port: free_port().unwrap(),
+            durable: false,
+        };
+        let mut cluster = PostgresCluster::start(&options).unwrap();
+        assert!(cluster.is_running() && accepts(options.port));
+        cluster.stop();
+        assert!(!cluster.is_running());
+        assert!(!accepts(options.port), "stopped means nobody listens");
+        cluster.start_again().unwrap();
+        assert!(cluster.is_running() && accepts(options.port));
+        assert!(options.data_dir.join("PG_VERSION").is_file());
     }
 }

@@ -70,9 +70,16 @@ pub async fn listen(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(200);
+    const FIRST_DELAY: Duration = Duration::from_millis(200);
+    let mut delay = FIRST_DELAY;
     while !stop.is_cancelled() {
-        match listen_once(&config, channel, &wake, &stop).await {
+        let mut subscribed = false;
+        let result = listen_once(&config, channel, &wake, &stop, &mut subscribed).await;
+        if subscribed {
+            // The connection worked: the next outage starts over with a short delay.
+            delay = FIRST_DELAY;
+        }
+        match result {
             Ok(()) => return,
             Err(e) => log::warn!("LISTEN {channel} lost ({e}); reconnecting in {delay:?}"),
         }
@@ -91,19 +98,19 @@ async fn listen_once(
     channel: &str,
     wake: &Notify,
     stop: &CancellationToken,
+    subscribed: &mut bool,
 ) -> Result<(), String> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {channel}");
     let subscribe = client.batch_execute(&statement);
     tokio::pin!(subscribe);
-    let mut subscribed = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            result = &mut subscribe, if !subscribed => {
+            result = &mut subscribe, if !*subscribed => {
                 result.map_err(|e| e.to_string())?;
-                subscribed = true;
+                *subscribed = true;
                 log::debug!("listening on {channel}");
             }
             message = messages.next() => match message {

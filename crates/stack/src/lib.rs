@@ -217,6 +217,8 @@ impl Stack {
         printer.common = common.clone();
         printer.printer_callback_secret = Some(printer_secret.clone());
         printer.printer_delay_ms = options.printer_delay_ms;
+        // Like a real printer's spool: a restarted stack finishes what it accepted.
+        printer.printer_state_dir = Some(data_dir.join("printer"));
 
         let mut management = pixpress_management::Config::local();
         management.common = common.clone();

@@ -1,13 +1,22 @@
 //! Runs a service binary as a real child process, for tests of start-up,
-//! configuration and signal handling.
+//! configuration, signal handling and faults (a process killed and started again
+//! on the same port).
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http::free_port;
 
+/// How long a binary may take to serve `/health` after it is started.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
 pub struct RunningBinary {
-    child: Child,
+    path: String,
+    env: Vec<(String, String)>,
+    port: u16,
+    /// `None` once killed, until started again.
+    child: Option<Child>,
     pub url: String,
 }
 
@@ -15,35 +24,87 @@ impl RunningBinary {
     /// Starts `path` with `HTTP_ADDR` on a free loopback port plus `env`, and waits
     /// (up to 30 s) until `/health` answers 200.
     pub async fn start(path: &str, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let mut command = Command::new(path);
+        Self::start_on(path, free_port(), env).await
+    }
+
+    /// Like [`RunningBinary::start`], on `port` (for a binary whose own URL must be
+    /// known before it starts, e.g. print-service's `PUBLIC_URL`).
+    pub async fn start_on(path: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        let mut running = Self {
+            path: path.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            port,
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        running.start_again().await;
+        running
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, and waits for the process to be gone: a crash, with no chance to
+    /// finish anything. Its port is free again afterwards.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sets `name` to `value` for the next [`RunningBinary::start_again`].
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Starts the binary again, with the same environment on the same port, after
+    /// [`RunningBinary::kill`]; waits until `/health` answers 200.
+    pub async fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "{} is still running; kill it first",
+            self.path
+        );
+        let mut command = Command::new(&self.path);
         command
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", self.port))
             .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {path}: {e}"));
-        let mut running = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.path));
+        self.child = Some(child);
         let client = crate::http::client();
         let start = Instant::now();
         loop {
-            if let Ok(res) = client.get(format!("{}/health", running.url)).send().await {
+            if let Ok(res) = client.get(format!("{}/health", self.url)).send().await {
                 if res.status() == 200 {
-                    return running;
+                    return;
                 }
             }
-            if let Ok(Some(status)) = running.child.try_wait() {
-                panic!("{path} exited with {status} before serving /health");
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    panic!("{} exited with {status} before serving /health", self.path);
+                }
             }
             assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{path} did not serve /health within 30 s"
+                start.elapsed() < START_LIMIT,
+                "{} did not serve /health within {START_LIMIT:?}",
+                self.path
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -51,18 +112,30 @@ impl RunningBinary {
 
     /// Sends SIGTERM and waits for the exit, at most `limit`.
     pub async fn terminate(mut self, limit: Duration) -> ExitStatus {
+        self.sigterm(limit).await
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `limit` (then kills it and
+    /// panics); [`RunningBinary::start_again`] can start it again afterwards.
+    pub async fn sigterm(&mut self, limit: Duration) -> ExitStatus {
+        let Some(child) = self.child.as_mut() else {
+            panic!("{} is not running", self.path);
+        };
         // SAFETY: signalling our own child.
         unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the child") {
+            if let Some(status) = child.try_wait().expect("waiting for the child") {
+                self.child = None;
                 return status;
             }
             if start.elapsed() > limit {
-                let _ = self.child.kill();
-                panic!("the process did not exit within {limit:?} of SIGTERM");
+                let _ = child.kill();
+                let _ = child.wait();
+                self.child = None;
+                panic!("{} did not exit within {limit:?} of SIGTERM", self.path);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -71,9 +144,34 @@ impl RunningBinary {
 
 impl Drop for RunningBinary {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+/// A binary of another package of the workspace, for tests that cannot use
+/// `env!("CARGO_BIN_EXE_…")` (it names only the tested package's own binaries).
+///
+/// Cargo puts every binary in `target/<profile>/`, the parent of the `deps/` folder
+/// holding the test executable; `cargo test --workspace` builds them all before any
+/// test runs. When one is missing (e.g. after `cargo test -p <one package>`), this
+/// panics saying which `cargo build` makes it.
+pub fn workspace_binary(name: &str, package: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .filter(|dir| dir.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent)
+        .or_else(|| exe.parent())
+        .expect("the test executable is in a folder")
+        .to_path_buf();
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not built: no {}. Run `cargo build -p {package} --bin {name}` \
+         (`cargo test --workspace` builds it too) and run the test again.",
+        path.display()
+    );
+    path
 }
 
 /// The life of a binary as operators see it: it starts from the environment, serves

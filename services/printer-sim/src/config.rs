@@ -1,6 +1,7 @@
 //! printer-sim settings (DESIGN.md §2); `printer-sim --help` lists them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pixpress_kit::config::CommonArgs;
@@ -35,6 +36,13 @@ pub struct Config {
     #[arg(long, env = "PRINTER_CAPACITY", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub printer_capacity: u32,
+    /// Folder of the printer's spool: an append-only journal of the jobs it accepted,
+    /// printed and reported, replayed at start, so a restarted printer still knows
+    /// every job it acknowledged (a repeat is not printed again), prints those it had
+    /// not printed yet and sends the callbacks it had not delivered. Created if
+    /// missing. Unset: jobs are kept in memory only and forgotten at exit.
+    #[arg(long, env = "PRINTER_STATE_DIR")]
+    pub printer_state_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -48,6 +56,7 @@ impl Config {
             printer_accept_delay_ms: 0,
             printer_fail_rate: 0.0,
             printer_capacity: 32,
+            printer_state_dir: None,
         }
     }
 

@@ -2,11 +2,14 @@
 //! correlation id), "prints" each for `PRINTER_DELAY_MS` per copy, and calls the
 //! print service back with Standard Webhooks–signed status updates, retrying while
 //! the print service is unreachable. It never fetches anything: the image URL it is
-//! given is recorded, not downloaded.
+//! given is recorded, not downloaded. With `PRINTER_STATE_DIR` its jobs survive a
+//! restart (a journal on disk, like a real printer's spool); otherwise they live in
+//! memory.
 
 mod config;
 mod printer;
 mod routes;
+pub mod spool;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -25,7 +28,12 @@ use printer::Printer;
 #[derive(OpenApi)]
 #[openapi(
     info(description = "A simulated printer."),
-    paths(routes::submit_job, routes::list_jobs)
+    paths(
+        routes::submit_job,
+        routes::list_jobs,
+        // Readiness checks the spool: /ready can answer 503.
+        pixpress_kit::health::ready,
+    )
 )]
 struct PrinterApi;
 
@@ -49,7 +57,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         "Jobs printed, by outcome",
         &["outcome"],
     );
-    let background = Background::new();
+    let mut background = Background::new();
     let printer = Arc::new(Printer::new(
         &config,
         secret,
@@ -57,9 +65,21 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         outcomes,
         background.token(),
     ));
+    // The spool is read off the async runtime; until then jobs get 503.
+    background.spawn({
+        let printer = Arc::clone(&printer);
+        move |stop| printer.open_spool(stop)
+    });
+    let readiness = Readiness::new().with_check("spool", {
+        let printer = Arc::clone(&printer);
+        move || {
+            let printer = Arc::clone(&printer);
+            async move { printer.check() }
+        }
+    });
     let settings = HttpSettings {
         metrics,
-        readiness: Readiness::new(),
+        readiness,
         openapi: openapi_document("printer-sim", PrinterApi::openapi()),
         shutdown_grace: config.common.shutdown_grace(),
         json_limit: 64 * 1024,

@@ -2,24 +2,34 @@
 //! callbacks it keeps retrying until print-service takes them.
 //!
 //! Jobs are deduplicated by correlation id: a job sent twice (a dispatcher retrying
-//! after a crash or a lost answer) is acknowledged again but printed once.
+//! after a crash or a lost answer) is acknowledged again but printed once. With
+//! `PRINTER_STATE_DIR` the printer keeps its jobs in a journal on disk
+//! ([`crate::spool`]): a restarted printer still knows them, prints the ones it had
+//! accepted but not printed, and sends the final callbacks it had not delivered.
+//! Without it, it forgets everything at exit.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pixpress_domain::printer::{CallbackStatus, PrintedJob, PrinterCallback, PrinterJob};
+use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::WebhookSecret;
 use prometheus::IntCounterVec;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::spool::{self, Entry, Journal, Outcome, Pending, Replay, JOURNAL_FILE};
+
 /// How long the printer keeps retrying one callback before giving up.
 const CALLBACK_PATIENCE: Duration = Duration::from_secs(600);
+/// Between attempts to open a spool that cannot be opened.
+const SPOOL_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
 
 pub struct Printer {
-    jobs: Mutex<HashMap<Uuid, PrintedJob>>,
+    jobs: Mutex<HashMap<Uuid, Tracked>>,
     capacity: Arc<Semaphore>,
     delay_per_copy: Duration,
     accept_delay: Duration,
@@ -28,6 +38,48 @@ pub struct Printer {
     http: reqwest::Client,
     outcomes: IntCounterVec,
     stop: CancellationToken,
+    spool: Spool,
+}
+
+/// A job the printer knows.
+struct Tracked {
+    job: PrinterJob,
+    received: u32,
+    printed: u32,
+    status: &'static str,
+    reported: bool,
+}
+
+impl Tracked {
+    fn new(job: PrinterJob) -> Self {
+        Self {
+            job,
+            received: 1,
+            printed: 0,
+            status: "queued",
+            reported: false,
+        }
+    }
+}
+
+/// Where the printer keeps its jobs.
+enum Spool {
+    /// No `PRINTER_STATE_DIR`: in memory only.
+    Memory,
+    /// A journal in `dir`, usable once replayed.
+    Durable {
+        dir: PathBuf,
+        journal: OnceLock<Journal>,
+        /// Why it could not be opened (yet).
+        trouble: Mutex<Option<String>>,
+    },
+}
+
+/// A submitted job, noted in memory (its journal line on the way).
+enum Registered {
+    New(Option<Pending>, OwnedSemaphorePermit),
+    Repeat(Option<Pending>),
+    Busy,
 }
 
 /// What the printer says to a submitted job.
@@ -38,10 +90,12 @@ pub enum Submission {
     Duplicate,
     /// Every slot is busy: try again later.
     Busy,
+    /// The spool cannot record jobs now (starting, or its disk failed), with why.
+    Unavailable(String),
 }
 
 impl Printer {
-    /// A printer with `config`'s capacity, speed and failure rate.
+    /// A printer with `config`'s capacity, speed, failure rate and spool.
     pub fn new(
         config: &crate::Config,
         secret: Option<WebhookSecret>,
@@ -49,6 +103,14 @@ impl Printer {
         outcomes: IntCounterVec,
         stop: CancellationToken,
     ) -> Self {
+        let spool = match &config.printer_state_dir {
+            Some(dir) => Spool::Durable {
+                dir: dir.clone(),
+                journal: OnceLock::new(),
+                trouble: Mutex::new(None),
+            },
+            None => Spool::Memory,
+        };
         Self {
             jobs: Mutex::new(HashMap::new()),
             capacity: Arc::new(Semaphore::new(config.printer_capacity as usize)),
@@ -59,38 +121,163 @@ impl Printer {
             http,
             outcomes,
             stop,
+            spool,
         }
     }
 
-    // Every update to the map is a single insert or field write: a poisoned lock
-    // still guards consistent data.
-    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, PrintedJob>> {
+    // Every update to the map is a single insert, removal or field write: a poisoned
+    // lock still guards consistent data.
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Tracked>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn submit(self: &Arc<Self>, job: PrinterJob) -> Submission {
-        let permit = {
-            let mut jobs = self.jobs();
-            if let Some(seen) = jobs.get_mut(&job.correlation_id) {
-                seen.received += 1;
-                return Submission::Duplicate;
+    /// The journal to record in: `Ok(None)` in memory, `Err(why)` when the spool
+    /// cannot take records.
+    fn journal(&self) -> Result<Option<&Journal>, String> {
+        let Spool::Durable {
+            journal, trouble, ..
+        } = &self.spool
+        else {
+            return Ok(None);
+        };
+        match journal.get() {
+            Some(journal) => match journal.failure() {
+                Some(failure) => Err(failure),
+                None => Ok(Some(journal)),
+            },
+            None => Err(trouble
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_else(|| "the spool is being read".to_owned())),
+        }
+    }
+
+    /// Readiness: jobs can be taken and recorded.
+    pub fn check(&self) -> Result<(), String> {
+        self.journal().map(|_| ())
+    }
+
+    /// Opens and replays the spool (if the printer has one), retrying while it cannot
+    /// be opened, then resumes the jobs it left unfinished. Returns at once in memory.
+    pub async fn open_spool(self: Arc<Self>, stop: CancellationToken) {
+        let Spool::Durable {
+            dir,
+            journal,
+            trouble,
+        } = &self.spool
+        else {
+            return;
+        };
+        let mut failures = 0;
+        let (file, replay) = loop {
+            let opening = {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || spool::open(&dir)).await
+            };
+            let reason = match opening {
+                Ok(Ok(opened)) => break opened,
+                Ok(Err(reason)) => reason,
+                Err(e) => format!("reading the spool panicked: {e}"),
+            };
+            failures += 1;
+            let delay = SPOOL_RETRY.delay(failures);
+            log::error!("cannot open the spool (retrying in {delay:?}): {reason}");
+            *trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
             }
-            let Ok(permit) = Arc::clone(&self.capacity).try_acquire_owned() else {
-                return Submission::Busy;
+        };
+        // Restored before the journal is usable, so no submission misses them.
+        let unfinished = self.restore(&replay);
+        if journal
+            .set(Journal::start(file, dir.join(JOURNAL_FILE)))
+            .is_err()
+        {
+            return;
+        }
+        log::info!(
+            "spool {}: {} jobs known, {} to print, {} callbacks to deliver",
+            dir.display(),
+            replay.jobs.len(),
+            unfinished.iter().filter(|(_, o)| o.is_none()).count(),
+            unfinished.iter().filter(|(_, o)| o.is_some()).count(),
+        );
+        for (job, outcome) in unfinished {
+            let printer = Arc::clone(&self);
+            tokio::spawn(async move {
+                let work = async {
+                    match outcome {
+                        None => {
+                            let Ok(permit) = Arc::clone(&printer.capacity).acquire_owned().await
+                            else {
+                                return;
+                            };
+                            printer.print(job, permit).await;
+                        }
+                        Some(outcome) => printer.deliver(&job, outcome).await,
+                    }
+                };
+                tokio::select! {
+                    _ = work => {}
+                    _ = printer.stop.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    /// Takes the replayed jobs in; returns those to finish: to print (`None`), or
+    /// printed with a final callback to deliver.
+    fn restore(&self, replay: &Replay) -> Vec<(PrinterJob, Option<Outcome>)> {
+        let mut jobs = self.jobs();
+        let mut unfinished = Vec::new();
+        for spooled in &replay.jobs {
+            let status = match &spooled.printed {
+                None => "queued",
+                Some(o) if o.failed => "failed",
+                Some(_) => "completed",
             };
             jobs.insert(
-                job.correlation_id,
-                PrintedJob {
-                    correlation_id: job.correlation_id,
-                    image_url: job.image_url.clone(),
-                    copies: job.copies,
-                    received: 1,
-                    printed: 0,
-                    status: "queued".into(),
-                    reported: false,
+                spooled.job.correlation_id,
+                Tracked {
+                    job: spooled.job.clone(),
+                    received: spooled.received,
+                    printed: u32::from(spooled.printed.is_some()),
+                    status,
+                    reported: spooled.reported,
                 },
             );
-            permit
+            if !spooled.reported {
+                unfinished.push((spooled.job.clone(), spooled.printed.clone()));
+            }
+        }
+        unfinished
+    }
+
+    /// Takes a job: new ones are recorded (on disk first, with a spool) and printed.
+    pub async fn submit(self: &Arc<Self>, job: PrinterJob) -> Submission {
+        let journal = match self.journal() {
+            Ok(journal) => journal,
+            Err(why) => return Submission::Unavailable(why),
+        };
+        let id = job.correlation_id;
+        let (repeat, recorded, permit) = match self.register(&job, journal) {
+            Registered::Busy => return Submission::Busy,
+            Registered::Repeat(recorded) => (true, recorded, None),
+            Registered::New(recorded, permit) => (false, recorded, Some(permit)),
+        };
+        if let Some(recorded) = recorded {
+            if let Err(why) = recorded.written().await {
+                if !repeat {
+                    // Not on disk: not accepted. The sender will try again.
+                    self.jobs().remove(&id);
+                }
+                return Submission::Unavailable(why);
+            }
+        }
+        let Some(permit) = permit else {
+            return Submission::Duplicate;
         };
         let printer = Arc::clone(self);
         tokio::spawn(async move {
@@ -102,44 +289,104 @@ impl Printer {
         Submission::Accepted
     }
 
+    /// Notes a submitted job in memory and hands its journal entry over, under the
+    /// lock: a repeat's line always follows the acceptance it repeats.
+    fn register(&self, job: &PrinterJob, journal: Option<&Journal>) -> Registered {
+        let id = job.correlation_id;
+        let mut jobs = self.jobs();
+        if let Some(seen) = jobs.get_mut(&id) {
+            seen.received += 1;
+            let recorded = journal.map(|j| j.append(&Entry::Received { correlation_id: id }));
+            return Registered::Repeat(recorded);
+        }
+        let Ok(permit) = Arc::clone(&self.capacity).try_acquire_owned() else {
+            return Registered::Busy;
+        };
+        let recorded = journal.map(|j| j.append(&Entry::Accepted { job: job.clone() }));
+        jobs.insert(id, Tracked::new(job.clone()));
+        Registered::New(recorded, permit)
+    }
+
     pub fn accept_delay(&self) -> Duration {
         self.accept_delay
     }
 
     pub fn list(&self) -> Vec<PrintedJob> {
-        let mut jobs: Vec<PrintedJob> = self.jobs().values().cloned().collect();
+        let mut jobs: Vec<PrintedJob> = self
+            .jobs()
+            .values()
+            .map(|t| PrintedJob {
+                correlation_id: t.job.correlation_id,
+                image_url: t.job.image_url.clone(),
+                copies: t.job.copies,
+                received: t.received,
+                printed: t.printed,
+                status: t.status.to_owned(),
+                reported: t.reported,
+            })
+            .collect();
         jobs.sort_by_key(|j| j.correlation_id);
         jobs
     }
 
-    fn set_status(&self, id: Uuid, change: impl FnOnce(&mut PrintedJob)) {
+    fn set_status(&self, id: Uuid, change: impl FnOnce(&mut Tracked)) {
         if let Some(job) = self.jobs().get_mut(&id) {
             change(job);
         }
     }
 
+    /// Appends `entry` to the journal, if there is one, and waits until it is on disk.
+    async fn record(&self, entry: Entry) {
+        if let Spool::Durable { journal, .. } = &self.spool {
+            if let Some(journal) = journal.get() {
+                if let Err(e) = journal.append(&entry).written().await {
+                    log::error!("could not record {entry:?}: {e}");
+                }
+            }
+        }
+    }
+
     async fn print(&self, job: PrinterJob, permit: OwnedSemaphorePermit) {
         let id = job.correlation_id;
-        self.set_status(id, |j| j.status = "printing".into());
+        self.set_status(id, |j| j.status = "printing");
         self.report(&job, CallbackStatus::Printing, None).await;
         tokio::time::sleep(self.delay_per_copy * job.copies.max(1) as u32).await;
         let failed = self.fail_rate > 0.0 && rand::random::<f64>() < self.fail_rate;
-        let (status, detail) = if failed {
-            (CallbackStatus::Failed, Some("paper jam".to_owned()))
-        } else {
-            (CallbackStatus::Completed, None)
+        let outcome = Outcome {
+            failed,
+            detail: failed.then(|| "paper jam".to_owned()),
         };
         self.set_status(id, |j| {
             j.printed += 1;
-            j.status = if failed { "failed" } else { "completed" }.into();
+            j.status = if failed { "failed" } else { "completed" };
         });
         self.outcomes
             .with_label_values(&[if failed { "failed" } else { "completed" }])
             .inc();
+        self.record(Entry::Printed {
+            correlation_id: id,
+            failed,
+            detail: outcome.detail.clone(),
+        })
+        .await;
         // The paper is out: the slot is free while we tell print-service.
         drop(permit);
-        if self.report(&job, status, detail).await {
-            self.set_status(id, |j| j.reported = true);
+        self.deliver(&job, outcome).await;
+    }
+
+    /// Sends the final callback of a printed job and records that it was taken.
+    async fn deliver(&self, job: &PrinterJob, outcome: Outcome) {
+        let status = if outcome.failed {
+            CallbackStatus::Failed
+        } else {
+            CallbackStatus::Completed
+        };
+        if self.report(job, status, outcome.detail).await {
+            self.set_status(job.correlation_id, |j| j.reported = true);
+            self.record(Entry::Reported {
+                correlation_id: job.correlation_id,
+            })
+            .await;
         }
     }
 

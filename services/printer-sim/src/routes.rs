@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use pixpress_domain::printer::{PrintedJob, PrinterJob};
+use pixpress_domain::printer::{JobAccepted, PrintedJob, PrinterJob};
 use pixpress_domain::Problem;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
 use pixpress_kit::ApiError;
-use serde_json::json;
 
 use crate::printer::{Printer, Submission};
 
@@ -22,12 +21,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Takes a job: 202 whether new or a repeat (a repeat is not printed again), 503
-/// with `Retry-After` when every slot is busy.
+/// with `Retry-After` when every slot is busy or the spool cannot record it (the
+/// printer is starting, or its disk failed).
 #[utoipa::path(post, path = "/jobs", tag = "printer", request_body = PrinterJob,
     responses(
-        (status = 202, description = "Accepted (or already accepted before)"),
-        (status = 400, description = "Invalid job", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "At capacity; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Accepted (or already accepted before)", body = JobAccepted),
+        (status = 400, description = "Invalid job; each bad field is named", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "At capacity, starting, or the spool cannot record jobs", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn submit_job(
     printer: web::Data<Arc<Printer>>,
@@ -35,23 +37,31 @@ pub async fn submit_job(
 ) -> Result<HttpResponse, ApiError> {
     let job = job.into_inner();
     let id = job.correlation_id;
-    let submission = printer.submit(job);
+    let submission = printer.submit(job).await;
     let delay = printer.accept_delay();
-    if !delay.is_zero() && !matches!(submission, Submission::Busy) {
+    let taken = matches!(submission, Submission::Accepted | Submission::Duplicate);
+    if taken && !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     match submission {
-        Submission::Accepted => {
-            Ok(HttpResponse::Accepted().json(json!({"correlation_id": id, "duplicate": false})))
-        }
-        Submission::Duplicate => {
-            Ok(HttpResponse::Accepted().json(json!({"correlation_id": id, "duplicate": true})))
+        Submission::Accepted | Submission::Duplicate => {
+            Ok(HttpResponse::Accepted().json(JobAccepted {
+                correlation_id: id,
+                duplicate: matches!(submission, Submission::Duplicate),
+            }))
         }
         Submission::Busy => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "every print slot is busy; retry later",
         )
         .retry_after(1)),
+        Submission::Unavailable(why) => {
+            log::warn!("job {id} refused: the spool cannot record it ({why})");
+            Err(
+                ApiError::unavailable("the printer cannot take jobs right now; retry later")
+                    .retry_after(1),
+            )
+        }
     }
 }
 

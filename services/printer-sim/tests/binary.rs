@@ -19,6 +19,7 @@ fn help_lists_its_environment_variables() {
             "PRINTER_CALLBACK_SECRET",
             "PRINTER_DELAY_MS",
             "PRINTER_CAPACITY",
+            "PRINTER_STATE_DIR",
         ],
     );
 }
