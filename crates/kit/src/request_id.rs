@@ -6,7 +6,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -24,10 +23,6 @@ pub fn current() -> Option<String> {
 pub async fn scope<F: std::future::Future>(id: String, fut: F) -> F::Output {
     REQUEST_ID.scope(id, fut).await
 }
-
-/// The request id as an extractor-friendly value in request extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Keeps a client-supplied id only if it is short and made of safe characters, so it
 /// cannot forge log lines or blow up label sets.
@@ -49,14 +44,21 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
+    // A sane client id is echoed as it came (a cheap clone of the header).
+    let sane = req
         .headers()
         .get(&HEADER)
-        .and_then(sanitize)
-        .unwrap_or_else(generate);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = REQUEST_ID.scope(id.clone(), next.call(req)).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+        .and_then(|value| Some((sanitize(value)?, value.clone())));
+    let (id, echo) = match sane {
+        Some((id, value)) => (id, Some(value)),
+        None => {
+            let id = generate();
+            let value = HeaderValue::from_str(&id).ok();
+            (id, value)
+        }
+    };
+    let mut res = REQUEST_ID.scope(id, next.call(req)).await?;
+    if let Some(value) = echo {
         res.headers_mut().insert(HEADER, value);
     }
     Ok(res)
