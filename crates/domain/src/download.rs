@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::management::http_url;
+use crate::management::{http_url, http_url_schema, optional_http_url_schema};
 
 /// Where a download task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -112,9 +112,11 @@ impl std::fmt::Display for FailureReason {
 pub struct CreateDownload {
     /// http(s) URL of the image.
     #[validate(length(max = 2048), custom(function = "http_url"))]
+    #[schema(schema_with = http_url_schema)]
     pub url: String,
     /// Called (signed, Standard Webhooks) with the finished task.
     #[validate(length(max = 2048), custom(function = "http_url"))]
+    #[schema(schema_with = optional_http_url_schema)]
     pub callback_url: Option<String>,
 }
 

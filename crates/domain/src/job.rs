@@ -79,12 +79,19 @@ impl std::fmt::Display for JobState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePrintJob {
+    /// The user the job prints for: the token's own user unless the caller is an admin.
+    #[serde(deserialize_with = "crate::integral::deserialize")]
     #[validate(range(min = 1, message = "must be a positive integer"))]
+    #[schema(minimum = 1, example = 1)]
     pub user_id: i64,
+    /// The image to print (the management API's image id).
+    #[serde(deserialize_with = "crate::integral::deserialize")]
     #[validate(range(min = 1, message = "must be a positive integer"))]
+    #[schema(minimum = 1, example = 7)]
     pub file_id: i64,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::integral::deserialize")]
     #[validate(range(min = 1, max = 100, message = "must be between 1 and 100"))]
+    #[schema(minimum = 1, maximum = 100, default = 1)]
     pub copies: i32,
 }
 
@@ -113,7 +120,8 @@ pub struct PrintJob {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PrintJobList {
     pub jobs: Vec<PrintJob>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(format = Uuid)]
     pub next_cursor: Option<String>,
 }
 
@@ -121,14 +129,20 @@ pub struct PrintJobList {
 #[derive(Debug, Clone, Default, Deserialize, Validate, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobListQuery {
+    /// Only this user's jobs (a user's own token always lists only their own).
+    #[serde(default, deserialize_with = "crate::integral::optional_from_text")]
     #[validate(range(min = 1, message = "must be a positive integer"))]
+    #[param(minimum = 1)]
     pub user_id: Option<i64>,
+    /// Only jobs in this state.
     pub state: Option<JobState>,
     /// Page size, 1..=100 (default 20).
+    #[serde(default, deserialize_with = "crate::integral::optional_from_text")]
     #[validate(range(min = 1, max = 100, message = "must be between 1 and 100"))]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub cursor: Option<Uuid>,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! its receiver: that is the compile-time half of the contract tests.
 
 pub mod download;
+pub mod integral;
 pub mod job;
 pub mod management;
 pub mod printer;

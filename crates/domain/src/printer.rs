@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::management::http_url;
+use crate::management::{http_url, http_url_schema, long_http_url_schema};
 use crate::JobState;
 
 /// `POST {printer_url}/jobs` body.
@@ -16,12 +16,24 @@ pub struct PrinterJob {
     pub correlation_id: Uuid,
     /// Where the printer fetches the image.
     #[validate(length(max = 4096), custom(function = "http_url"))]
+    #[schema(schema_with = long_http_url_schema)]
     pub image_url: String,
+    #[serde(deserialize_with = "crate::integral::deserialize")]
     #[validate(range(min = 1, max = 100))]
+    #[schema(minimum = 1, maximum = 100)]
     pub copies: i32,
     /// Where the printer reports progress (`POST`, Standard Webhooks–signed).
     #[validate(length(max = 2048), custom(function = "http_url"))]
+    #[schema(schema_with = http_url_schema)]
     pub callback_url: String,
+}
+
+/// A printer's answer to `POST /jobs`: the job is taken (now or before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobAccepted {
+    pub correlation_id: Uuid,
+    /// The printer had this job already; it is not printed again.
+    pub duplicate: bool,
 }
 
 /// What a printer reports.

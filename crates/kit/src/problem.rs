@@ -2,6 +2,8 @@
 //! own extractor errors, unknown routes, wrong methods and anything else that would
 //! otherwise leave with an empty or plain-text body.
 
+use std::collections::HashMap;
+
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
@@ -143,18 +145,72 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
 }
 
-/// A resource whose unsupported methods answer 405 (without this, the app's
-/// default service would answer 404 for them).
+/// A resource whose unsupported methods answer 405 with `Allow` (without this, the
+/// app's default service would answer 404 for them).
 pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+/// The methods each route pattern serves, read from the service's OpenAPI document:
+/// what a 405 names in its `Allow` header (RFC 9110 §15.5.6). App data.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedMethods {
+    by_pattern: HashMap<String, String>,
+}
+
+impl AllowedMethods {
+    /// The operations of an OpenAPI document, by path template (`/print/jobs/{id}`,
+    /// the same spelling as actix's route patterns).
+    pub fn from_openapi(document: &serde_json::Value) -> Self {
+        const METHODS: [&str; 8] = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
+        let by_pattern = document
+            .get("paths")
+            .and_then(|paths| paths.as_object())
+            .into_iter()
+            .flatten()
+            .map(|(path, item)| {
+                let methods: Vec<String> = METHODS
+                    .iter()
+                    .filter(|m| item.get(**m).is_some())
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect();
+                (path.clone(), methods.join(", "))
+            })
+            .filter(|(_, methods)| !methods.is_empty())
+            .collect();
+        Self { by_pattern }
+    }
+
+    /// The `Allow` value of a route pattern, when the document has the route.
+    pub fn for_pattern(&self, pattern: &str) -> Option<&str> {
+        self.by_pattern.get(pattern).map(String::as_str)
+    }
+}
+
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::new(
+    let mut res = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}", req.method(), req.path()),
     )
-    .error_response()
+    .error_response();
+    let allow = req
+        .app_data::<web::Data<AllowedMethods>>()
+        .zip(req.match_pattern())
+        .and_then(|(allowed, pattern)| allowed.for_pattern(&pattern).map(str::to_owned))
+        .and_then(|allow| header::HeaderValue::from_str(&allow).ok());
+    match allow {
+        Some(allow) => {
+            res.headers_mut().insert(header::ALLOW, allow);
+        }
+        None => log::warn!(
+            "{} {}: the OpenAPI document has no operations for this route",
+            req.method(),
+            req.path()
+        ),
+    }
+    res
 }
 
 /// Rewrites any error response that is not problem+json yet (actix's 405, payload
@@ -196,4 +252,23 @@ fn to_problem<B: MessageBody + 'static>(
     }
     let res = ServiceResponse::new(req, new).map_body(|_, body| EitherBody::right(body));
     Ok(ErrorHandlerResponse::Response(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_the_documented_methods_of_each_route() {
+        let document = serde_json::json!({"paths": {
+            "/print/jobs": {"get": {}, "post": {}, "parameters": []},
+            "/print/jobs/{id}": {"get": {}},
+            "/empty": {},
+        }});
+        let allowed = AllowedMethods::from_openapi(&document);
+        assert_eq!(allowed.for_pattern("/print/jobs"), Some("GET, POST"));
+        assert_eq!(allowed.for_pattern("/print/jobs/{id}"), Some("GET"));
+        assert_eq!(allowed.for_pattern("/empty"), None);
+        assert_eq!(allowed.for_pattern("/unknown"), None);
+    }
 }

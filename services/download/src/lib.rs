@@ -60,6 +60,8 @@ impl State {
         routes::downloads::get_download,
         routes::images::original,
         routes::images::thumbnail,
+        // Readiness checks the database and S3: /ready can answer 503.
+        pixpress_kit::health::ready,
     )
 )]
 struct DownloadApi;

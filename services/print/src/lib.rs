@@ -60,6 +60,8 @@ pub struct State {
         routes::jobs::get_job,
         routes::jobs::cancel_job,
         routes::callbacks::printer_callback,
+        // Readiness checks the database: /ready can answer 503.
+        pixpress_kit::health::ready,
     )
 )]
 struct PrintApi;

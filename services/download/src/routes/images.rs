@@ -74,9 +74,12 @@ async fn redirect(state: &State, id: Uuid, variant: Variant) -> Result<HttpRespo
 #[utoipa::path(get, path = "/images/{id}/original", tag = "images",
     params(("id" = Uuid, Path, description = "The download task")),
     responses(
-        (status = 302, description = "To a presigned URL of the original"),
+        (status = 302, description = "To a presigned S3 URL of the original, valid for an hour",
+            headers(("Location" = String, description = "The presigned URL"),
+                ("Cache-Control" = String, description = "`private, max-age=60`"))),
         (status = 404, description = "No such image, or its download failed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The database or object storage is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn original(
     state: web::Data<State>,
@@ -89,9 +92,12 @@ pub async fn original(
 #[utoipa::path(get, path = "/images/{id}/thumbnail", tag = "images",
     params(("id" = Uuid, Path, description = "The download task")),
     responses(
-        (status = 302, description = "To a presigned URL of the thumbnail"),
+        (status = 302, description = "To a presigned S3 URL of the JPEG thumbnail, valid for an hour",
+            headers(("Location" = String, description = "The presigned URL"),
+                ("Cache-Control" = String, description = "`private, max-age=60`"))),
         (status = 404, description = "No such image, or its download failed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The database or object storage is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn thumbnail(
     state: web::Data<State>,

@@ -30,14 +30,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// fetches it, then `ready` or `failed`. `"ready": true` (tests and development only)
 /// records it `ready` at once with `original_url` = `url`, and downloads nothing.
 #[utoipa::path(post, path = "/users/{user_id}/images", security(("bearer" = [])), tag = "images",
-    params(("user_id" = i64, Path, description = "The user")),
+    params(("user_id" = i64, Path, minimum = 1, description = "The user")),
     request_body = CreateImage,
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "Image recorded", body = Image,
             headers(("Location" = String, description = "The new image"))),
-        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body; each bad field is named", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "Not the token's user (and not an admin)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_image(
@@ -78,11 +81,12 @@ pub async fn create_image(
 
 /// The user's images, oldest first.
 #[utoipa::path(get, path = "/users/{user_id}/images", security(("bearer" = [])), tag = "images",
-    params(("user_id" = i64, Path, description = "The user")),
+    params(("user_id" = i64, Path, minimum = 1, description = "The user")),
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 200, description = "The user's images", body = [Image]),
-        (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The user's images, oldest first", body = [Image]),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "Not a user id, or another user than the token's", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_images(
     state: web::Data<State>,
@@ -98,11 +102,12 @@ pub async fn list_images(
 
 /// One image; another user's image is 404 like a missing one.
 #[utoipa::path(get, path = "/users/{user_id}/images/{id}", security(("bearer" = [])), tag = "images",
-    params(("user_id" = i64, Path, description = "The user"), ("id" = i64, Path, description = "The image")),
+    params(("user_id" = i64, Path, minimum = 1, description = "The user"), ("id" = i64, Path, minimum = 1, description = "The image")),
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The image", body = Image),
-        (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such image (or another user's)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_image(
     state: web::Data<State>,
@@ -123,11 +128,12 @@ pub async fn get_image(
 }
 
 #[utoipa::path(delete, path = "/users/{user_id}/images/{id}", security(("bearer" = [])), tag = "images",
-    params(("user_id" = i64, Path, description = "The user"), ("id" = i64, Path, description = "The image")),
+    params(("user_id" = i64, Path, minimum = 1, description = "The user"), ("id" = i64, Path, minimum = 1, description = "The image")),
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such image (or another user's)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_image(
     state: web::Data<State>,

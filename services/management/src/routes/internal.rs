@@ -70,11 +70,15 @@ fn status_name(status: ImageStatus) -> &'static str {
 /// makes the image `ready` (its `original_url` and `thumbnail_url` point at
 /// download-service), `failed` makes it `failed` with the task's error code.
 #[utoipa::path(post, path = "/internal/images/{image_id}/download", tag = "internal",
+    description = "Signed per Standard Webhooks with `DOWNLOAD_CALLBACK_SECRET`: the three `webhook-*` \
+                   headers carry the message id, its Unix time and `v1,<base64 HMAC-SHA256 of \
+                   \"{webhook-id}.{webhook-timestamp}.{body}\">`. The signature is checked before \
+                   anything else; no bearer token is used.",
     params(
         ("image_id" = i64, Path, description = "The image the download was asked for"),
         ("webhook-id" = String, Header, description = "Standard Webhooks message id"),
         ("webhook-timestamp" = i64, Header, description = "Unix seconds; at most 5 minutes off"),
-        ("webhook-signature" = String, Header, description = "v1,<base64 HMAC-SHA256>, signed with DOWNLOAD_CALLBACK_SECRET"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, signed with DOWNLOAD_CALLBACK_SECRET"),
     ),
     request_body = DownloadTask,
     responses(
@@ -83,6 +87,7 @@ fn status_name(status: ImageStatus) -> &'static str {
         (status = 401, description = "Missing or bad signature, stale timestamp, or no secret configured", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The image already holds a different result", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn download_callback(
     state: web::Data<State>,

@@ -16,14 +16,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[utoipa::path(get, path = "/lookup", security(("bearer" = [])), tag = "lookup", params(LookupQuery),
+    description = "For services: the token needs the `service` role (print-service's \
+                   `MANAGEMENT_TOKEN`) or `admin`; an end user's token is refused with 403.",
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The user may print the file", body = Lookup),
-        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The image belongs to someone else", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Missing or non-integer `user_id`/`file_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "The token has neither the `service` nor the `admin` role, or the image belongs to someone else", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The image is not downloaded yet", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No printer registered", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lookup(
     state: web::Data<State>,
@@ -52,6 +54,8 @@ pub async fn lookup(
         Err(LookupRefusal::NotReady) => Err(ApiError::conflict(format!(
             "image {file_id} is not downloaded yet"
         ))),
+        // Not documented: printer 1 is registered at start and printers are never
+        // removed, so this cannot happen; it stays a 503, never a 500, if that changes.
         Err(LookupRefusal::NoPrinter) => Err(ApiError::unavailable("no printer is registered")),
     }
 }

@@ -18,23 +18,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[utoipa::path(get, path = "/printers", security(("bearer" = [])), tag = "printers",
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 200, description = "Registered printers", body = [Printer])))]
+        (status = 200, description = "Registered printers", body = [Printer]),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+    ))]
 pub async fn list_printers(state: web::Data<State>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(state.catalog.printers())
 }
 
 /// Registers printer `id` at `url`, or moves it there.
 #[utoipa::path(put, path = "/printers/{id}", security(("bearer" = [])), tag = "printers",
-    params(("id" = i64, Path, description = "The printer")),
+    params(("id" = i64, Path, minimum = 1, description = "The printer")),
     request_body = PutPrinter,
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Printer moved", body = Printer),
         (status = 201, description = "Printer registered", body = Printer),
-        (status = 403, description = "Only admins register printers", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "Only admins register printers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a printer id", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_printer(
     state: web::Data<State>,

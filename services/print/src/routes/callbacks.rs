@@ -26,11 +26,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A printer reports progress on the job it was sent under `correlation_id`.
 #[utoipa::path(post, path = "/print/callbacks/{correlation_id}", tag = "callbacks",
+    description = "Signed per Standard Webhooks with `PRINTER_CALLBACK_SECRET`: the three `webhook-*` \
+                   headers carry the message id, its Unix time and `v1,<base64 HMAC-SHA256 of \
+                   \"{webhook-id}.{webhook-timestamp}.{body}\">` (space-separated when a secret is \
+                   rotated). The signature is checked before anything else; no bearer token is used.",
     params(
         ("correlation_id" = Uuid, Path, description = "The job's correlation id"),
         ("webhook-id" = String, Header, description = "Standard Webhooks message id"),
         ("webhook-timestamp" = i64, Header, description = "Unix seconds; at most 5 minutes off"),
-        ("webhook-signature" = String, Header, description = "v1,<base64 HMAC-SHA256>"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, signed with PRINTER_CALLBACK_SECRET"),
     ),
     request_body = PrinterCallback,
     responses(
@@ -39,6 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 401, description = "Missing or bad signature, or stale timestamp", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job has this correlation id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Illegal state transition", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn printer_callback(
     state: web::Data<State>,

@@ -81,23 +81,26 @@ async fn replay(
 /// Creates a print job.
 #[utoipa::path(post, path = "/print/jobs", security(("bearer" = [])), tag = "jobs",
     request_body = CreatePrintJob,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Retries with the same key and body return the original job")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$",
+        description = "1 to 255 visible ASCII characters. A retry with the same key and body returns \
+                       the original job (201, `Idempotent-Replayed: true`) and creates nothing")),
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "Job queued (committed)", body = PrintJob,
-            headers(("Location" = String, description = "The job"))),
-        (status = 400, description = "Invalid body; each bad field is named", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The file belongs to another user", body = Problem, content_type = "application/problem+json"),
+            headers(("Location" = String, description = "The job"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the job an earlier request with the same Idempotency-Key created"))),
+        (status = 400, description = "Invalid body (each bad field is named) or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`user_id` is not the token's user, or the file belongs to another user", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The image is not downloaded yet", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "At capacity; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The management API answered unexpectedly", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The management API or the database is unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "The management API did not answer in time", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "At capacity: no backend permit free", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 502, description = "The management API answered unexpectedly", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The management API is unreachable, or the database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "The management API did not answer in time", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn create_job(
     state: web::Data<State>,
@@ -159,9 +162,11 @@ pub async fn create_job(
 #[utoipa::path(get, path = "/print/jobs/{id}", security(("bearer" = [])), tag = "jobs",
     params(("id" = Uuid, Path, description = "The job")),
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The job", body = PrintJob),
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such job (or another user's)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn get_job(
     state: web::Data<State>,
@@ -180,9 +185,12 @@ pub async fn get_job(
 /// Jobs, newest first, filtered by user and state, a page at a time.
 #[utoipa::path(get, path = "/print/jobs", security(("bearer" = [])), tag = "jobs", params(JobListQuery),
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 200, description = "A page of jobs", body = PrintJobList),
-        (status = 400, description = "Bad query or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of jobs, newest first", body = PrintJobList),
+        (status = 400, description = "Bad query parameter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`user_id` names another user than the token's", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn list_jobs(
     state: web::Data<State>,
@@ -200,11 +208,7 @@ pub async fn list_jobs(
     query
         .validate()
         .map_err(|e| PrintError::BadRequest(Problem::from_validation(&e).detail))?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| Uuid::parse_str(c).map_err(|_| PrintError::BadRequest("invalid cursor".into())))
-        .transpose()?;
+    let before = query.cursor;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     let filter = JobFilter {
         user_id: query.user_id,
@@ -228,10 +232,12 @@ pub async fn list_jobs(
 #[utoipa::path(post, path = "/print/jobs/{id}/cancel", security(("bearer" = [])), tag = "jobs",
     params(("id" = Uuid, Path, description = "The job")),
     responses(
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Canceled", body = PrintJob),
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such job (or another user's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is no longer queued", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn cancel_job(
     state: web::Data<State>,
