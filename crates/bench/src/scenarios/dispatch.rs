@@ -140,6 +140,10 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
     for _ in 0..trickle {
         tick.tick().await;
         intake::insert_job(&client, &job).await?;
+        // As print-service announces a job: NOTIFY after the commit.
+        client
+            .execute("SELECT pg_notify('print_jobs_queued', '')", &[])
+            .await?;
     }
     let total = (jobs + trickle) as i64;
     wait_for(&client, "state <> 'queued'", total, limit).await?;
