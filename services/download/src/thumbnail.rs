@@ -172,12 +172,10 @@ pub fn make_thumbnail(
     let kind = sniff(bytes).ok_or(ThumbnailError::NotAnImage)?;
     let size = size.max(1);
     let decoded = match kind {
-        ImageKind::Jpeg => match decode_jpeg_scaled(bytes, size, limits)? {
-            Some(decoded) => decoded,
-            // Rare JPEG flavours jpeg-decoder cannot scale (16-bit lossless, arithmetic
-            // coding) still deserve a try at full size.
-            None => decode_with_image_crate(bytes, kind, limits)?,
-        },
+        // No second JPEG decoder for the flavours jpeg-decoder refuses: the `image` crate's
+        // (zune-jpeg) cannot read lossless or arithmetic-coded files either, and panicked on
+        // the odd ones that reached it (found by fuzzing, see fuzz/README.md).
+        ImageKind::Jpeg => decode_jpeg_scaled(bytes, size, limits)?,
         _ => decode_with_image_crate(bytes, kind, limits)?,
     };
 
@@ -291,29 +289,23 @@ impl Raster {
 }
 
 /// Decodes a JPEG at the smallest IDCT scale that still covers the thumbnail, so the
-/// full-resolution image is never materialised. `Ok(None)` means "valid header, but a
-/// flavour this decoder cannot scale": the caller falls back to a full decode.
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    size: u32,
-    limits: &Limits,
-) -> Result<Option<Decoded>, ThumbnailError> {
+/// full-resolution image is never materialised. Flavours jpeg-decoder does not support
+/// (arithmetic coding, hierarchical, 12-bit, non-integer sampling ratios) and 16-bit
+/// lossless files are refused as `DecodeFailed`.
+fn decode_jpeg_scaled(bytes: &[u8], size: u32, limits: &Limits) -> Result<Decoded, ThumbnailError> {
     use jpeg_decoder::{CodingProcess, Decoder, Error as JpegError, PixelFormat};
 
     let failed = |e: JpegError| ThumbnailError::DecodeFailed(format!("jpeg: {e}"));
+    let sixteen_bit = || ThumbnailError::DecodeFailed("jpeg: 16-bit samples".to_owned());
     let mut decoder = Decoder::new(bytes);
-    match decoder.read_info() {
-        Ok(()) => {}
-        Err(JpegError::Unsupported(_)) => return Ok(None),
-        Err(e) => return Err(failed(e)),
-    }
+    decoder.read_info().map_err(failed)?;
     let info = decoder
         .info()
         .ok_or_else(|| ThumbnailError::DecodeFailed("jpeg: no frame header".to_owned()))?;
     let (width, height) = (u32::from(info.width), u32::from(info.height));
     limits.check_dimensions(width, height)?;
     if info.pixel_format == PixelFormat::L16 {
-        return Ok(None);
+        return Err(sixteen_bit());
     }
 
     // EXIF sits in APP1, before the frame header, so it is known once the header is read.
@@ -346,18 +338,14 @@ fn decode_jpeg_scaled(
         usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
     );
 
-    let pixels = match decoder.decode() {
-        Ok(pixels) => pixels,
-        Err(JpegError::Unsupported(_)) => return Ok(None),
-        Err(e) => return Err(failed(e)),
-    };
+    let pixels = decoder.decode().map_err(failed)?;
     let (layout, pixels) = match info.pixel_format {
         PixelFormat::L8 => (Layout::Gray, pixels),
         PixelFormat::RGB24 => (Layout::Rgb, pixels),
         PixelFormat::CMYK32 => (Layout::Rgb, cmyk_to_rgb(&pixels)),
-        PixelFormat::L16 => return Ok(None),
+        PixelFormat::L16 => return Err(sixteen_bit()),
     };
-    Ok(Some(Decoded {
+    Ok(Decoded {
         width,
         height,
         orientation,
@@ -367,7 +355,7 @@ fn decode_jpeg_scaled(
             layout,
             pixels,
         },
-    }))
+    })
 }
 
 /// Full decode through the `image` crate, refused before decoding if the header declares
@@ -585,5 +573,32 @@ mod tests {
             .map(|r| (r.width, r.height, r.pixels))
             .ok();
         assert_eq!(small, Some((2, 2, vec![200; 4])));
+    }
+
+    /// Found by the `image_thumbnail` fuzz target (fuzz/README.md): a JPEG whose sampling
+    /// factors (1×3 next to 2×2) make a non-integer ratio. jpeg-decoder refuses it; it used
+    /// to be handed to the `image` crate, whose zune-jpeg decoder panicked on it
+    /// (zune-image issue #361).
+    #[test]
+    fn jpegs_jpeg_decoder_refuses_fail_to_decode_without_panicking() {
+        let bytes = hex::decode(concat!(
+            "ffd8ffe000104a464941646f626500000000000000ffc00014080010001804001301011101021101",
+            "032200ffdb004300100b0c0e0c0a100e0d0e1211101318281a181616183123251d283a333d3c3933",
+            "383740485c16000000453738506d51575f626768673e4d71797064785c656763ffdb004301111212",
+            "1815182f1a1a2f63423842636363636363636363636363639d9d6363636363636363636363636363",
+            "636363636363636363636363636363636363636363ffc4001f000001050101010101010000000000",
+            "0000000102030405060708090a0bffc400b5100002010303020403050504040000017d0102030004",
+            "1105122131410613516107227114328191a1082342b1c1155203000000617282090a1600ffc0000b",
+            "08000c01011100ffdb004300100b0c0e0c283a333d3c39336763ffc4001f000cd9d6d7f8f9faffda",
+            "0008010100003f00e6ecac01020000c100ffc0000b08000cd963191a5185868788898a9293949540",
+            "969798999ad7f8f9faffda0008010200000100010001c100ffc0000b08000cd9d6d7f8f9faffda00",
+            "08010100003f00e6ecac010000c100ffc00008000cd9",
+        ))
+        .expect("the fixture is hex");
+        let made = make_thumbnail(&bytes, 64, &Limits::default());
+        assert!(
+            matches!(made, Err(ThumbnailError::DecodeFailed(_))),
+            "{made:?}"
+        );
     }
 }
