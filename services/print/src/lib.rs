@@ -21,7 +21,7 @@ use std::sync::Arc;
 use actix_web::web;
 use pixpress_kit::auth::Authenticator;
 use pixpress_kit::client::http_client;
-use pixpress_kit::db::{self, Database};
+use pixpress_kit::db::{self, CheckoutLine, Database};
 use pixpress_kit::gate::BackendGate;
 use pixpress_kit::health::{openapi_document, Readiness};
 use pixpress_kit::metrics::http_metrics;
@@ -46,6 +46,8 @@ pub struct State {
     gate: BackendGate,
     /// Wakes the dispatchers of every replica once a job is committed.
     queued: Announcer,
+    /// Intake's inserts take pool connections in arrival order.
+    insert_line: CheckoutLine,
     management: ManagementClient,
     metrics: PrintMetrics,
     callback_secret: Option<WebhookSecret>,
@@ -143,6 +145,10 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         db: database.clone(),
         gate: BackendGate::new(config.backend_permits as usize, registry, "print"),
         queued,
+        insert_line: CheckoutLine::new(
+            config.database.db_pool_size as usize,
+            config.backend_timeout(),
+        ),
         management: ManagementClient::new(
             http,
             &config.management_url,

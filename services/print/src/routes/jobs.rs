@@ -1,10 +1,10 @@
 //! `/print/jobs…`: intake, status, listing and cancellation of print jobs.
 //!
 //! Intake (DESIGN.md §3): validate → take a backend permit (429 if none) → ask the
-//! management API → insert the queued job → 201 only after the commit. The permit is
-//! held until the commit, so the gate bounds the database work as well as the
-//! lookups: under overload, admitted requests never queue for a pool connection
-//! behind an unbounded crowd (which had turned into 503s after the pool timeout).
+//! management API → insert the queued job → 201 only after the commit. The permit
+//! covers the lookup; the insert then takes its pool connection in arrival order
+//! (`kit::db::CheckoutLine`), so under overload no admitted request starves past the
+//! checkout timeout.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -114,8 +114,7 @@ pub async fn create_job(
     }
     let key = idempotency_key(&req)?;
 
-    // The permit covers this request's backend work (lookup and insert) and is
-    // released on every path.
+    // The permit covers the calls to the management API and is released on every path.
     let permit = state.gate.try_enter()?;
     if let Some(key) = &key {
         if let Some(job) = replay(&state, &request, key).await? {
@@ -126,6 +125,7 @@ pub async fn create_job(
         .management
         .lookup(request.user_id, request.file_id)
         .await?;
+    drop(permit);
 
     let new = NewJob {
         user_id: request.user_id,
@@ -136,9 +136,10 @@ pub async fn create_job(
         image_url: lookup.image_url,
         idempotency_key: key.clone(),
     };
-    let conn = state.db.pool.get().await.map_err(DbError::from)?;
-    let inserted = print_jobs::insert(&*conn, &new).await?;
-    drop(permit);
+    let inserted = {
+        let (_turn, conn) = state.insert_line.get(&state.db.pool).await?;
+        print_jobs::insert(&*conn, &new).await?
+    };
     match inserted {
         Some(job) => {
             state.queued.announce();
@@ -148,7 +149,6 @@ pub async fn create_job(
         }
         // A concurrent retry with the same key committed first.
         None => {
-            drop(conn);
             let key = key.unwrap_or_default();
             match replay(&state, &request, &key).await? {
                 Some(job) => Ok(created(&job, true)),
