@@ -290,7 +290,12 @@ mod tests {
         raw_get(addr, "/").await.expect("served before stop");
         server.stop().await;
 
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        // Nothing serves HTTP there any more. (A bare connect proves nothing: Linux may
+        // pick the freed port as the client's own and connect the socket to itself.)
+        let after =
+            tokio::time::timeout(std::time::Duration::from_secs(2), raw_get(addr, "/")).await;
+        let served = matches!(&after, Ok(Ok(response)) if response.starts_with("HTTP/"));
+        assert!(!served, "still served after stop: {after:?}");
         let mut open = open;
         let mut buf = [0u8; 1];
         let read = tokio::io::AsyncReadExt::read(&mut open, &mut buf).await;
