@@ -56,7 +56,7 @@ trap 'exit 130' INT TERM
 echo "== starting the stack"
 # Its own PostgreSQL and S3, whatever the environment names.
 env -u DATABASE_URL -u S3_ENDPOINT RUST_LOG=warn PRINTER_DELAY_MS=20 \
-    target/debug/pixpress --throwaway >"$work/stack.log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}/debug/pixpress" --throwaway >"$work/stack.log" 2>&1 &
 stack_pid=$!
 for _ in $(seq 300); do
     grep -q "ADMIN_TOKEN=" "$work/stack.log" && break
