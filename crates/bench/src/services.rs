@@ -503,30 +503,22 @@ mod tests {
 /// alone on the bare `/health` app: the `layers` scenario weighs each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
-    /// The kit's access log (`/health` lines are `debug`, filtered out as at the
-    /// default `info`).
-    AccessLog,
     /// actix-web-prom's HTTP metrics.
     Metrics,
-    /// The kit's request-id middleware.
+    /// The kit's request-id middleware (it also writes the access line; `/health`'s
+    /// is `debug`, filtered out as at the default `info`).
     RequestId,
     /// The kit's problem+json error handlers.
     ErrorHandlers,
 }
 
 impl Layer {
-    pub const EVERY: [Layer; 4] = [
-        Layer::AccessLog,
-        Layer::Metrics,
-        Layer::RequestId,
-        Layer::ErrorHandlers,
-    ];
+    pub const EVERY: [Layer; 3] = [Layer::Metrics, Layer::RequestId, Layer::ErrorHandlers];
 
     pub fn name(self) -> &'static str {
         match self {
-            Layer::AccessLog => "access log",
             Layer::Metrics => "HTTP metrics (actix-web-prom)",
-            Layer::RequestId => "request id",
+            Layer::RequestId => "request id + access line",
             Layer::ErrorHandlers => "problem+json error handlers",
         }
     }
@@ -541,14 +533,6 @@ pub fn layered_health(layer: Layer) -> anyhow::Result<Plain> {
     use actix_web::middleware::from_fn;
     let (listener, url) = loopback()?;
     let server = match layer {
-        Layer::AccessLog => HttpServer::new(|| {
-            App::new()
-                .route("/health", web::get().to(health_ok))
-                .wrap(from_fn(pixpress_kit::access_log::middleware))
-        })
-        .disable_signals()
-        .listen(listener)?
-        .run(),
         Layer::Metrics => {
             let metrics = pixpress_kit::metrics::http_metrics("bench");
             HttpServer::new(move || {

@@ -1,11 +1,14 @@
 //! `X-Request-Id`: accepted from the client (when sane) or generated, kept for the
 //! duration of the request so every log line and every outgoing call carries it,
-//! and echoed on the response.
+//! and echoed on the response. The same layer writes the request's access line
+//! (`crate::access_log`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+
+use crate::access_log::AccessLine;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,7 +42,8 @@ pub fn generate() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-/// Middleware (use with `actix_web::middleware::from_fn`).
+/// Middleware (use with `actix_web::middleware::from_fn`): the request id and the
+/// access line.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -57,7 +61,15 @@ pub async fn middleware(
             (id, value)
         }
     };
-    let mut res = REQUEST_ID.scope(id, next.call(req)).await?;
+    let line = AccessLine::start(&req);
+    let served = REQUEST_ID.scope(id, async move {
+        let result = next.call(req).await;
+        if let Some(line) = line {
+            line.finish(&result);
+        }
+        result
+    });
+    let mut res = served.await?;
     if let Some(value) = echo {
         res.headers_mut().insert(HEADER, value);
     }

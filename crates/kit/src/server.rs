@@ -1,6 +1,6 @@
 //! The HTTP server every service runs, its background tasks, and graceful shutdown.
 //!
-//! A service hands [`serve`] its routes; the kit wraps them with the request-id,
+//! A service hands [`serve`] its routes; the kit wraps them with the request-id and
 //! access-log, metrics and problem+json middleware and mounts the operational routes.
 //! [`Service::run_until_stopped`] then waits for SIGTERM/SIGINT (or a
 //! [`ServiceHandle::stop`]), stops accepting, lets in-flight requests and claimed
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{self, Readiness};
-use crate::{access_log, problem, request_id};
+use crate::{problem, request_id};
 
 /// Open connections one worker thread accepts before it stops accepting more.
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
@@ -63,7 +63,6 @@ where
             .default_service(web::to(problem::not_found))
             .wrap(problem::error_handlers())
             .wrap(metrics.clone())
-            .wrap(from_fn(access_log::middleware))
             .wrap(from_fn(request_id::middleware))
     })
     // The kit handles signals itself, so background work stops together with HTTP.
