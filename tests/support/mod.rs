@@ -53,7 +53,7 @@ pub async fn job_reaches(http: &reqwest::Client, stack: &Stack, id: &str, state:
 // The services as real processes, for the fault tests.
 
 /// The Standard Webhooks secret print-service and printer-sim share.
-pub const CALLBACK_SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXBpeHByZXNzLXRlc3Rz";
+pub const CALLBACK_SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
 
 /// Where the three service binaries are (next to this test's executable).
 pub fn binary(name: &str, package: &str) -> String {
@@ -221,7 +221,7 @@ impl Processes {
 
     /// What the printer says it received and printed.
     pub async fn printed(&self) -> Vec<PrintedJob> {
-        printed(&self.http, &self.printer.url).await
+        pixpress_testkit::printer::printed(&self.printer.url).await
     }
 
     /// The value of the sample `name` (with its labels) in print-service's metrics.
@@ -247,17 +247,6 @@ impl Processes {
         tokio::spawn(conn);
         client
     }
-}
-
-/// What the printer at `printer_url` says it received and printed.
-pub async fn printed(http: &reqwest::Client, printer_url: &str) -> Vec<PrintedJob> {
-    http.get(format!("{printer_url}/jobs"))
-        .send()
-        .await
-        .expect("GET /jobs on the printer")
-        .json()
-        .await
-        .expect("the printer's job list")
 }
 
 /// Three distinct ports that were free a moment ago (held together while picked).

@@ -6,7 +6,11 @@ pub mod db;
 pub mod fixture;
 pub mod http;
 pub mod images;
+pub mod printer;
 pub mod process;
 pub mod s3;
 
 pub use db::TestDatabase;
+
+/// The Standard Webhooks secret tests sign and verify callbacks with.
+pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXBpeHByZXNzLXRlc3Rz";

@@ -8,8 +8,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use helpers::{bind, printed, spawn_management, spawn_printer_on, TestApp, SECRET};
+use helpers::{bind, spawn_management, spawn_printer_on, TestApp, SECRET};
 use pixpress_testkit::http::eventually;
+use pixpress_testkit::printer::printed;
 use pixpress_testkit::process::RunningBinary;
 use serde_json::Value;
 

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pixpress_domain::printer::PrintedJob;
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{client, eventually};
+use pixpress_testkit::printer::printed;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXBpeHByZXNzLXRlc3Rz";
+const SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
 
 fn spawn(configure: impl FnOnce(&mut pixpress_printer_sim::Config)) -> String {
     let mut config = pixpress_printer_sim::Config::local();
@@ -29,17 +29,6 @@ fn spawn(configure: impl FnOnce(&mut pixpress_printer_sim::Config)) -> String {
 
 fn job(id: Uuid, callback_url: &str) -> Value {
     json!({"correlation_id": id, "image_url": "http://images/x.jpg", "copies": 2, "callback_url": callback_url})
-}
-
-async fn jobs(url: &str) -> Vec<PrintedJob> {
-    client()
-        .get(format!("{url}/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -61,7 +50,7 @@ async fn a_repeated_job_is_acknowledged_but_printed_once_with_signed_callbacks()
     let done = eventually(
         "the job to be printed and reported",
         Duration::from_secs(30),
-        || async { jobs(&printer).await.into_iter().find(|j| j.reported) },
+        || async { printed(&printer).await.into_iter().find(|j| j.reported) },
     )
     .await;
     assert_eq!(
@@ -119,7 +108,7 @@ async fn callbacks_are_retried_while_the_print_service_fails() {
     eventually(
         "the final callback to be taken",
         Duration::from_secs(30),
-        || async { jobs(&printer).await.into_iter().find(|j| j.reported) },
+        || async { printed(&printer).await.into_iter().find(|j| j.reported) },
     )
     .await;
     assert_eq!(
@@ -175,7 +164,7 @@ async fn at_a_fail_rate_of_one_every_job_fails_with_a_detail() {
     let done = eventually(
         "the failure to be reported",
         Duration::from_secs(30),
-        || async { jobs(&printer).await.into_iter().find(|j| j.reported) },
+        || async { printed(&printer).await.into_iter().find(|j| j.reported) },
     )
     .await;
     assert_eq!(done.status, "failed");

@@ -6,39 +6,32 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pixpress_domain::printer::PrintedJob;
 use pixpress_printer_sim::spool::{Entry, JOURNAL_FILE};
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{client, eventually};
+use pixpress_testkit::printer::printed;
 use pixpress_testkit::process::RunningBinary;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_printer-sim");
-const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXBpeHByZXNzLXRlc3Rz";
+const SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A spool folder of its own, removed afterwards.
-struct StateDir(PathBuf);
+struct StateDir(tempfile::TempDir);
 
 impl StateDir {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("printer-spool-{}", Uuid::new_v4().simple()));
-        Self(dir)
+        Self(tempfile::tempdir().expect("a temporary directory"))
     }
 
     fn path(&self) -> &str {
-        self.0.to_str().expect("a UTF-8 temporary path")
+        self.0.path().to_str().expect("a UTF-8 temporary path")
     }
 
     fn journal(&self) -> PathBuf {
-        self.0.join(JOURNAL_FILE)
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(JOURNAL_FILE)
     }
 }
 
@@ -89,17 +82,6 @@ async fn submit(url: &str, body: &Value) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn jobs(url: &str) -> Vec<PrintedJob> {
-    client()
-        .get(format!("{url}/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// The statuses `receiver` got for job `id`, in order.
 fn callbacks(receiver: &Fixture, id: Uuid) -> Vec<String> {
     receiver
@@ -139,7 +121,7 @@ async fn a_printer_killed_mid_job_prints_its_accepted_jobs_once_when_started_aga
     }
     let (status, body) = submit(&printer.url, &job(ids[0], &receiver)).await;
     assert_eq!((status, &body["duplicate"]), (202, &json!(true)));
-    assert!(jobs(&printer.url).await.iter().all(|j| j.printed == 0));
+    assert!(printed(&printer.url).await.iter().all(|j| j.printed == 0));
 
     printer.kill();
     printer.set_env("PRINTER_DELAY_MS", "0");
@@ -150,7 +132,7 @@ async fn a_printer_killed_mid_job_prints_its_accepted_jobs_once_when_started_aga
         "the resumed jobs to be printed and reported",
         PATIENCE,
         || async {
-            let jobs = jobs(&printer.url).await;
+            let jobs = printed(&printer.url).await;
             (jobs.len() == 3 && jobs.iter().all(|j| j.reported)).then_some(jobs)
         },
     )
@@ -177,7 +159,7 @@ async fn a_printer_killed_mid_job_prints_its_accepted_jobs_once_when_started_aga
     wait_ready(&printer.url).await;
     let (status, body) = submit(&printer.url, &job(ids[1], &receiver)).await;
     assert_eq!((status, &body["duplicate"]), (202, &json!(true)));
-    let after = jobs(&printer.url).await;
+    let after = printed(&printer.url).await;
     assert_eq!(after.len(), 3);
     assert!(
         after.iter().all(|j| j.printed == 1 && j.reported),
@@ -207,7 +189,7 @@ async fn a_final_callback_not_delivered_before_the_crash_is_delivered_after() {
     );
     let printer = printer(&dir, "0").await;
     let done = eventually("the callback to be delivered", PATIENCE, || async {
-        jobs(&printer.url).await.into_iter().find(|j| j.reported)
+        printed(&printer.url).await.into_iter().find(|j| j.reported)
     })
     .await;
     assert_eq!(done.printed, 1, "not printed again");
@@ -241,7 +223,7 @@ async fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
         &torn[..torn.len() / 2],
     );
     let mut printer = printer(&dir, "0").await;
-    let known = jobs(&printer.url).await;
+    let known = printed(&printer.url).await;
     assert_eq!(known.len(), 1, "{known:?}");
     assert_eq!((known[0].correlation_id, known[0].printed), (done_id, 1));
 
@@ -249,7 +231,7 @@ async fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
     let new_id = Uuid::new_v4();
     assert_eq!(submit(&printer.url, &job(new_id, &receiver)).await.0, 202);
     eventually("the new job to be reported", PATIENCE, || async {
-        jobs(&printer.url)
+        printed(&printer.url)
             .await
             .into_iter()
             .find(|j| j.correlation_id == new_id && j.reported)
@@ -258,7 +240,7 @@ async fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
     printer.kill();
     printer.start_again().await;
     wait_ready(&printer.url).await;
-    let known = jobs(&printer.url).await;
+    let known = printed(&printer.url).await;
     assert_eq!(known.len(), 2, "{known:?}");
     assert!(
         known.iter().all(|j| j.printed == 1 && j.reported),
@@ -314,8 +296,8 @@ async fn without_a_state_dir_a_restarted_printer_has_forgotten_its_jobs() {
             .0,
         202
     );
-    assert_eq!(jobs(&printer.url).await.len(), 1);
+    assert_eq!(printed(&printer.url).await.len(), 1);
     printer.kill();
     printer.start_again().await;
-    assert!(jobs(&printer.url).await.is_empty());
+    assert!(printed(&printer.url).await.is_empty());
 }

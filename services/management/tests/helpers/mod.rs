@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// The Standard Webhooks secret management-api and "download-service" share in tests.
-pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXBpeHByZXNzLXRlc3Rz";
+pub const SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
 
 /// A loopback URL nothing listens on: a download-service that is down.
 pub fn closed_port_url() -> String {

@@ -6,7 +6,6 @@
 use std::net::TcpListener;
 
 use pixpress_testkit::auth;
-use pixpress_testkit::http::client;
 use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
 
@@ -20,7 +19,7 @@ pub struct TestApp {
 }
 
 /// The Standard Webhooks secret print-service and printer-sim share in tests.
-pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXBpeHByZXNzLXRlc3Rz";
+pub const SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
 
 /// A bound loopback listener and its URL, for services that must know their own
 /// address before they are built.
@@ -50,18 +49,6 @@ pub fn spawn_printer(configure: impl FnOnce(&mut pixpress_printer_sim::Config)) 
     let (listener, url) = bind();
     spawn_printer_on(listener, configure);
     url
-}
-
-/// What the printer says it received and printed.
-pub async fn printed(printer_url: &str) -> Vec<pixpress_domain::printer::PrintedJob> {
-    client()
-        .get(format!("{printer_url}/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Starts a real management-api with `configure` applied; returns its base URL.
