@@ -40,22 +40,6 @@ pub struct AuthArgs {
     pub auth_disabled: bool,
 }
 
-// Keys never reach a log line.
-impl std::fmt::Debug for AuthArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthArgs")
-            .field(
-                "auth_jwt_secret",
-                &self.auth_jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("auth_jwt_public_key", &self.auth_jwt_public_key.is_some())
-            .field("auth_jwt_issuer", &self.auth_jwt_issuer)
-            .field("auth_jwt_audience", &self.auth_jwt_audience)
-            .field("auth_disabled", &self.auth_disabled)
-            .finish()
-    }
-}
-
 impl AuthArgs {
     /// Explicitly no authentication.
     pub fn disabled() -> Self {
@@ -87,6 +71,20 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
+/// Authentication settings a service refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("AUTH_JWT_PUBLIC_KEY is not an RSA or EC public key in PEM")]
+    BadPublicKey,
+    #[error("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both")]
+    BothKeys,
+    #[error(
+        "no authentication configured: set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY \
+         (or AUTH_DISABLED=true for development)"
+    )]
+    NotConfigured,
+}
+
 /// Checks bearer tokens (or, explicitly disabled, lets everyone through).
 pub struct Authenticator {
     verifier: Option<(DecodingKey, Validation)>,
@@ -95,7 +93,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// Fails (naming the variables) when nothing is configured and auth is not
     /// explicitly disabled, or when a key does not parse.
-    pub fn from_args(args: &AuthArgs) -> Result<Self, String> {
+    pub fn from_args(args: &AuthArgs) -> Result<Self, AuthConfigError> {
         let (key, algorithms) = match (&args.auth_jwt_secret, &args.auth_jwt_public_key) {
             (Some(secret), None) if !secret.is_empty() => (
                 DecodingKey::from_secret(secret.as_bytes()),
@@ -105,24 +103,17 @@ impl Authenticator {
                 if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
                     (key, vec![Algorithm::RS256])
                 } else {
-                    let key = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| {
-                        "AUTH_JWT_PUBLIC_KEY is not an RSA or EC public key in PEM".to_owned()
-                    })?;
+                    let key = DecodingKey::from_ec_pem(pem.as_bytes())
+                        .map_err(|_| AuthConfigError::BadPublicKey)?;
                     (key, vec![Algorithm::ES256])
                 }
             }
-            (Some(_), Some(_)) => {
-                return Err("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both".into())
-            }
+            (Some(_), Some(_)) => return Err(AuthConfigError::BothKeys),
             _ if args.auth_disabled => {
                 log::warn!("AUTH_DISABLED=true: end-user routes accept requests without a token");
                 return Ok(Self { verifier: None });
             }
-            _ => {
-                return Err("no authentication configured: set AUTH_JWT_SECRET or \
-                            AUTH_JWT_PUBLIC_KEY (or AUTH_DISABLED=true for development)"
-                    .into())
-            }
+            _ => return Err(AuthConfigError::NotConfigured),
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
@@ -151,7 +142,8 @@ impl Authenticator {
             return Ok(Caller::unrestricted());
         };
         let unauthorized = |detail: &str| {
-            ApiError::new(StatusCode::UNAUTHORIZED, detail.to_owned()).bearer_challenge()
+            ApiError::new("unauthorized", StatusCode::UNAUTHORIZED, detail.to_owned())
+                .bearer_challenge()
         };
         let header = authorization.ok_or_else(|| unauthorized("a bearer token is required"))?;
         let token = header
@@ -344,7 +336,7 @@ mod tests {
         let err = Authenticator::from_args(&AuthArgs::default())
             .err()
             .unwrap();
-        assert!(err.contains("AUTH_JWT_SECRET"));
+        assert!(err.to_string().contains("AUTH_JWT_SECRET"));
         let open = Authenticator::from_args(&AuthArgs::disabled()).unwrap();
         assert!(open.authenticate(None).unwrap().may_act_for(99));
     }

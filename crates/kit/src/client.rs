@@ -33,3 +33,12 @@ impl ForwardRequestId for reqwest::RequestBuilder {
         }
     }
 }
+
+/// Whether an answer of `status` is worth trying again later: server errors, 408
+/// (request timeout) and 429 (too many requests). Any other client error will be
+/// answered the same way next time.
+pub fn is_transient(status: reqwest::StatusCode) -> bool {
+    status.is_server_error()
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}

@@ -54,16 +54,6 @@ impl DatabaseArgs {
     }
 }
 
-// The URL may carry a password: never print it.
-impl std::fmt::Debug for DatabaseArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseArgs")
-            .field("database_url", &"<redacted>")
-            .field("db_pool_size", &self.db_pool_size)
-            .finish()
-    }
-}
-
 /// Parses a binary's settings from the environment and arguments.
 ///
 /// `--help` prints and exits 0; a missing or malformed setting prints one line naming

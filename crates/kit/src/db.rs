@@ -15,7 +15,11 @@ use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseArgs;
-use crate::ApiError;
+use crate::retry::Backoff;
+use crate::server::Background;
+use actix_web::http::StatusCode;
+
+use crate::problem::{ApiError, ServiceError};
 
 pub type PgPool = bb8::Pool<PostgresConnectionManager<NoTls>>;
 pub type PgConnection<'a> = bb8::PooledConnection<'a, PostgresConnectionManager<NoTls>>;
@@ -31,6 +35,13 @@ pub enum DbError {
     Pool(#[from] bb8::RunError<tokio_postgres::Error>),
     #[error("database error: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
+    /// A row the code cannot read: an unknown state, a missing value that the
+    /// schema allows but the row's state forbids.
+    #[error("unreadable row: {0}")]
+    Corrupt(String),
+    /// The schema is not current yet (migrations are still pending).
+    #[error("migrations not applied yet")]
+    NotMigrated,
 }
 
 /// tokio-postgres says only "db error" for server errors; the server's message is
@@ -42,24 +53,53 @@ fn describe(err: &tokio_postgres::Error) -> String {
     }
 }
 
-impl From<&DbError> for ApiError {
+impl ServiceError for DbError {
     /// Database trouble is the service's, not the client's: 503 without the cause
-    /// (log it where the error is handled).
-    fn from(_: &DbError) -> Self {
-        ApiError::unavailable("the database is unavailable; retry later").retry_after(1)
+    /// (which [`crate::problem::respond`] logs).
+    fn api_error(&self) -> ApiError {
+        ApiError::new(
+            "database-unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; retry later",
+        )
+        .retry_after(1)
     }
 }
 
-/// Builds the pool without connecting. Fails only when `DATABASE_URL` is malformed.
-pub fn pool(args: &DatabaseArgs, connect_timeout: Duration) -> Result<PgPool, String> {
-    let mut config = tokio_postgres::Config::from_str(&args.database_url)
-        .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+/// `DATABASE_URL` does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+pub struct BadDatabaseUrl(#[source] tokio_postgres::Error);
+
+fn config(
+    args: &DatabaseArgs,
+    connect_timeout: Duration,
+) -> Result<tokio_postgres::Config, BadDatabaseUrl> {
+    let mut config =
+        tokio_postgres::Config::from_str(&args.database_url).map_err(BadDatabaseUrl)?;
     config.connect_timeout(connect_timeout);
+    Ok(config)
+}
+
+/// Builds the pool without connecting. Fails only when `DATABASE_URL` is malformed.
+pub fn pool(args: &DatabaseArgs, connect_timeout: Duration) -> Result<PgPool, BadDatabaseUrl> {
+    Ok(pool_of(
+        config(args, connect_timeout)?,
+        args,
+        connect_timeout,
+    ))
+}
+
+fn pool_of(
+    config: tokio_postgres::Config,
+    args: &DatabaseArgs,
+    connect_timeout: Duration,
+) -> PgPool {
     let manager = PostgresConnectionManager::new(config, NoTls);
-    Ok(bb8::Pool::builder()
+    bb8::Pool::builder()
         .max_size(args.db_pool_size)
         .connection_timeout(connect_timeout)
-        .build_unchecked(manager))
+        .build_unchecked(manager)
 }
 
 /// A first-come, first-served line in front of the pool, for a hot path under load.
@@ -140,44 +180,66 @@ pub async fn migrate(pool: &PgPool) -> Result<usize, DbError> {
     Ok(count)
 }
 
-/// The service's database: the pool plus whether the schema is current.
+/// The service's database: the pool, the settings `LISTEN` connects with, and
+/// whether the schema is current.
 #[derive(Clone)]
 pub struct Database {
     pub pool: PgPool,
+    listen_config: tokio_postgres::Config,
     migrated: Arc<AtomicBool>,
 }
 
+/// Migrations are retried this way until they succeed.
+const MIGRATE_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+
 impl Database {
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
+    /// The service's database, without connecting, migrated in `background` (retried
+    /// until the database answers). Fails only when `DATABASE_URL` is malformed.
+    pub fn start(
+        args: &DatabaseArgs,
+        connect_timeout: Duration,
+        background: &mut Background,
+    ) -> Result<Self, BadDatabaseUrl> {
+        let listen_config = config(args, connect_timeout)?;
+        let database = Self {
+            pool: pool_of(listen_config.clone(), args, connect_timeout),
+            listen_config,
             migrated: Arc::new(AtomicBool::new(false)),
-        }
+        };
+        let db = database.clone();
+        background.spawn(move |stop| async move { db.migrate_until_done(stop).await });
+        Ok(database)
     }
 
-    /// Migrates in the background, retrying with backoff until it succeeds or the
-    /// service stops.
-    pub fn migrate_in_background(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let db = self.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            loop {
-                match migrate(&db.pool).await {
-                    Ok(_) => {
-                        db.migrated.store(true, Ordering::Release);
-                        return;
-                    }
-                    Err(err) => {
-                        log::warn!("migrations not applied yet, retrying in {delay:?}: {err}")
+    /// A pooled connection.
+    pub async fn get(&self) -> Result<PgConnection<'_>, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Where a dedicated (non-pooled) connection, such as `LISTEN`'s, connects.
+    pub fn listen_config(&self) -> &tokio_postgres::Config {
+        &self.listen_config
+    }
+
+    async fn migrate_until_done(&self, stop: CancellationToken) {
+        let mut failures = 0;
+        loop {
+            match migrate(&self.pool).await {
+                Ok(_) => {
+                    self.migrated.store(true, Ordering::Release);
+                    return;
+                }
+                Err(err) => {
+                    failures += 1;
+                    let delay = MIGRATE_RETRY.delay(failures);
+                    log::warn!("migrations not applied yet, retrying in {delay:?}: {err}");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
                     }
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
-        })
+        }
     }
 
     pub fn is_migrated(&self) -> bool {
@@ -197,14 +259,12 @@ impl Database {
     }
 
     /// Ready when the schema is current and a connection answers a query.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), DbError> {
         if !self.is_migrated() {
-            return Err("migrations not applied yet".into());
+            return Err(DbError::NotMigrated);
         }
-        let conn = self.pool.get().await.map_err(|e| e.to_string())?;
-        conn.simple_query("SELECT 1")
-            .await
-            .map_err(|e| e.to_string())?;
+        let conn = self.pool.get().await?;
+        conn.simple_query("SELECT 1").await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use prometheus::{IntCounter, Registry};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::MetricsRegistrar;
-use crate::ApiError;
+use crate::problem::{ApiError, ServiceError};
 
 #[derive(Clone)]
 pub struct BackendGate {
@@ -25,9 +25,11 @@ pub type GatePermit = OwnedSemaphorePermit;
 #[error("too many requests in flight to the backend")]
 pub struct GateSaturated;
 
-impl From<GateSaturated> for ApiError {
-    fn from(_: GateSaturated) -> Self {
+impl ServiceError for GateSaturated {
+    /// 429 with `Retry-After`, answered before any backend is touched.
+    fn api_error(&self) -> ApiError {
         ApiError::new(
+            "saturated",
             actix_web::http::StatusCode::TOO_MANY_REQUESTS,
             "the service is at capacity; retry after a second",
         )
@@ -68,10 +70,6 @@ impl BackendGate {
                 self.rejections.inc();
                 GateSaturated
             })
-    }
-
-    pub fn available(&self) -> usize {
-        self.semaphore.available_permits()
     }
 }
 

@@ -39,8 +39,15 @@ fn is_json(req: &HttpRequest) -> bool {
         .unwrap_or(false)
 }
 
-/// Parses `bytes` as `T`, naming the offending field on failure.
+/// Parses `bytes` as `T` and validates it, naming the offending fields on failure.
 pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: T = deserialize(bytes)?;
+    value.validate()?;
+    Ok(value)
+}
+
+/// Parses `bytes` as `T`, naming the offending field on failure.
+pub fn deserialize<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(de).map_err(|err| {
         let mut path = err.path().to_string();
@@ -61,23 +68,26 @@ pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, ApiError
             && path != "."
             && path != "?";
         if !names_a_field {
-            ApiError::bad_request(format!("invalid JSON body: {inner}"))
+            crate::problem::invalid_json(inner)
         } else {
-            Problem::typed(
-                "validation-error",
-                400,
-                "Invalid request",
-                format!("invalid field(s): {path}"),
-            )
-            .with_errors(vec![FieldError {
-                field: path,
-                message,
-            }])
-            .into()
+            invalid_field(path, message)
         }
     })?;
-    value.validate()?;
     Ok(value)
+}
+
+/// 400 `validation-error` naming one field: the same problem a body or a query
+/// string with a field that does not parse answers with (a field that parses but
+/// does not validate names itself through `Problem::from_validation`).
+pub fn invalid_field(field: String, message: String) -> ApiError {
+    Problem::typed(
+        "validation-error",
+        400,
+        "Invalid request",
+        format!("invalid field(s): {field}"),
+    )
+    .with_errors(vec![FieldError { field, message }])
+    .into()
 }
 
 impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
@@ -87,6 +97,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         if !is_json(req) {
             let err = ApiError::new(
+                "unsupported-media-type",
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "the request body must be application/json",
             );

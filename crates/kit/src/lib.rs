@@ -15,7 +15,9 @@ pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod problem;
+pub mod query;
 pub mod queue;
 pub mod request_id;
 pub mod retry;
@@ -23,4 +25,4 @@ pub mod server;
 pub mod telemetry;
 pub mod webhook;
 
-pub use problem::ApiError;
+pub use problem::{ApiError, ServiceError};

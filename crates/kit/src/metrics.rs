@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Builds the HTTP metrics middleware for `service`: `pixpress_http_requests_total`
@@ -60,10 +60,6 @@ impl<'a> MetricsRegistrar<'a> {
 
     pub fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
         self.register(IntGauge::new(format!("{}{name}", self.prefix), help).expect("valid metric"))
-    }
-
-    pub fn gauge(&self, name: &str, help: &str) -> Gauge {
-        self.register(Gauge::new(format!("{}{name}", self.prefix), help).expect("valid metric"))
     }
 
     pub fn int_counter(&self, name: &str, help: &str) -> IntCounter {

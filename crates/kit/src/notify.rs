@@ -16,6 +16,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::PgPool;
+use crate::retry::Backoff;
 
 /// Announces committed work on a channel. [`Announcer::announce`] never waits: the
 /// announcements made while one `NOTIFY` is being sent are covered by the next, so a
@@ -63,6 +64,15 @@ impl Announcer {
     }
 }
 
+/// Why a `LISTEN` connection ended.
+#[derive(Debug, thiserror::Error)]
+enum ListenLost {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the server closed the connection")]
+    Closed,
+}
+
 /// Wakes `wake` on every notification on `channel` until `stop`.
 pub async fn listen(
     config: tokio_postgres::Config,
@@ -70,15 +80,17 @@ pub async fn listen(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    const FIRST_DELAY: Duration = Duration::from_millis(200);
-    let mut delay = FIRST_DELAY;
+    const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut failures = 0;
     while !stop.is_cancelled() {
         let mut subscribed = false;
         let result = listen_once(&config, channel, &wake, &stop, &mut subscribed).await;
         if subscribed {
             // The connection worked: the next outage starts over with a short delay.
-            delay = FIRST_DELAY;
+            failures = 0;
         }
+        failures += 1;
+        let delay = RECONNECT.delay(failures);
         match result {
             Ok(()) => return,
             Err(e) => log::warn!("LISTEN {channel} lost ({e}); reconnecting in {delay:?}"),
@@ -89,7 +101,6 @@ pub async fn listen(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -99,8 +110,8 @@ async fn listen_once(
     wake: &Notify,
     stop: &CancellationToken,
     subscribed: &mut bool,
-) -> Result<(), String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+) -> Result<(), ListenLost> {
+    let (client, mut connection) = config.connect(NoTls).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {channel}");
     let subscribe = client.batch_execute(&statement);
@@ -109,15 +120,15 @@ async fn listen_once(
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             result = &mut subscribe, if !*subscribed => {
-                result.map_err(|e| e.to_string())?;
+                result?;
                 *subscribed = true;
                 log::debug!("listening on {channel}");
             }
             message = messages.next() => match message {
                 Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("the server closed the connection".into()),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ListenLost::Closed),
             }
         }
     }

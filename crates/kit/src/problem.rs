@@ -2,8 +2,6 @@
 //! own extractor errors, unknown routes, wrong methods and anything else that would
 //! otherwise leave with an empty or plain-text body.
 
-use std::collections::HashMap;
-
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
@@ -13,8 +11,13 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use pixpress_domain::problem::PROBLEM_CONTENT_TYPE;
 use pixpress_domain::Problem;
 
-/// An error answered as problem+json. Services build their own error enums and turn
-/// them into this at the HTTP edge.
+use crate::openapi::AllowedMethods;
+
+/// Where every pixpress problem `type` lives: `{PROBLEM_TYPE_BASE}{code}`.
+pub const PROBLEM_TYPE_BASE: &str = "https://pixpress.dev/problems/";
+
+/// An error answered as problem+json. Services build their own error enums (see
+/// [`ServiceError`]) and turn them into this at the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     problem: Box<Problem>,
@@ -23,26 +26,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    /// A problem of type `https://pixpress.dev/problems/{code}`, titled after the
+    /// status. `code` is stable and machine-readable (kebab-case, e.g.
+    /// `file-not-ready`), so clients can tell apart two problems of one status.
+    pub fn new(code: &str, status: StatusCode, detail: impl Into<String>) -> Self {
         let title = status.canonical_reason().unwrap_or("Error");
-        Self::from(Problem::new(status.as_u16(), title, detail))
+        Self::from(Problem::typed(code, status.as_u16(), title, detail))
     }
 
-    pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, detail)
-    }
-    pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, detail)
-    }
-    pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, detail)
-    }
-    pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
-    }
     /// 500 with a generic detail: the cause belongs in the log, not in the response.
     pub fn internal() -> Self {
         Self::new(
+            "internal-error",
             StatusCode::INTERNAL_SERVER_ERROR,
             "the server failed to handle the request; it has been logged",
         )
@@ -63,6 +58,33 @@ impl ApiError {
     pub fn problem(&self) -> &Problem {
         &self.problem
     }
+}
+
+/// A service's error enum: one variant per way a request can fail, each documenting
+/// the status it maps to (`services/print/src/error.rs` is the model). `Display` is
+/// what the client reads for client errors; for server errors the client gets the
+/// problem's detail and the log gets `Display` and the error's sources.
+pub trait ServiceError: std::error::Error {
+    /// The problem this error answers with: a stable code, the status, the detail.
+    fn api_error(&self) -> ApiError;
+}
+
+/// The response of a [`ServiceError`]: what a service's `ResponseError::error_response`
+/// returns. A server error (5xx) that carries a cause (a `source`: a database or
+/// storage failure) is logged here with the chain of causes, once; one without
+/// (a busy printer, an unreachable backend already logged where it was called) is not.
+pub fn respond(err: &impl ServiceError) -> HttpResponse {
+    let api = err.api_error();
+    if let Some(first) = err.source().filter(|_| api.status_code().is_server_error()) {
+        let mut cause = format!("{err}: {first}");
+        let mut source = first.source();
+        while let Some(inner) = source {
+            cause.push_str(&format!(": {inner}"));
+            source = inner.source();
+        }
+        log::error!("{} ({}): {cause}", api.problem.kind, api.problem.status);
+    }
+    api.error_response()
 }
 
 impl From<Problem> for ApiError {
@@ -115,34 +137,62 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
             use actix_web::error::JsonPayloadError as E;
             let api = match &err {
                 E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::new(
+                    "body-too-large",
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the request body is larger than {limit} bytes"),
                 ),
                 E::ContentType => ApiError::new(
+                    "unsupported-media-type",
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "the request body must be application/json",
                 ),
-                E::Deserialize(e) => ApiError::bad_request(format!("invalid JSON body: {e}")),
-                other => ApiError::bad_request(format!("invalid JSON body: {other}")),
+                E::Deserialize(e) => invalid_json(e),
+                other => invalid_json(other),
             };
             api.into()
         })
 }
 
+/// 400 for a body that is not the JSON the route takes.
+pub fn invalid_json(err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        "invalid-json",
+        StatusCode::BAD_REQUEST,
+        format!("invalid JSON body: {err}"),
+    )
+}
+
+/// A path segment that does not parse (`/print/jobs/not-a-uuid`) names no resource: 404.
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default()
-        .error_handler(|err, _req| ApiError::not_found(format!("no such resource: {err}")).into())
+    web::PathConfig::default().error_handler(|err, _req| {
+        ApiError::new(
+            "not-found",
+            StatusCode::NOT_FOUND,
+            format!("no such resource: {err}"),
+        )
+        .into()
+    })
 }
 
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
-        ApiError::bad_request(format!("invalid query string: {err}")).into()
+        ApiError::new(
+            "invalid-query",
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {err}"),
+        )
+        .into()
     })
 }
 
 /// The default service: unknown routes are problem+json 404s.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
+    ApiError::new(
+        "no-route",
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+    .error_response()
 }
 
 /// A resource whose unsupported methods answer 405 with `Allow` (without this, the
@@ -151,50 +201,16 @@ pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-/// The methods each route pattern serves, read from the service's OpenAPI document:
-/// what a 405 names in its `Allow` header (RFC 9110 §15.5.6). App data.
-#[derive(Debug, Clone, Default)]
-pub struct AllowedMethods {
-    by_pattern: HashMap<String, String>,
-}
-
-impl AllowedMethods {
-    /// The operations of an OpenAPI document, by path template (`/print/jobs/{id}`,
-    /// the same spelling as actix's route patterns).
-    pub fn from_openapi(document: &serde_json::Value) -> Self {
-        const METHODS: [&str; 8] = [
-            "get", "put", "post", "delete", "options", "head", "patch", "trace",
-        ];
-        let by_pattern = document
-            .get("paths")
-            .and_then(|paths| paths.as_object())
-            .into_iter()
-            .flatten()
-            .map(|(path, item)| {
-                let methods: Vec<String> = METHODS
-                    .iter()
-                    .filter(|m| item.get(**m).is_some())
-                    .map(|m| m.to_ascii_uppercase())
-                    .collect();
-                (path.clone(), methods.join(", "))
-            })
-            .filter(|(_, methods)| !methods.is_empty())
-            .collect();
-        Self { by_pattern }
-    }
-
-    /// The `Allow` value of a route pattern, when the document has the route.
-    pub fn for_pattern(&self, pattern: &str) -> Option<&str> {
-        self.by_pattern.get(pattern).map(String::as_str)
-    }
-}
-
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let mut res = ApiError::new(
+fn method_not_allowed_error(req: &HttpRequest) -> ApiError {
+    ApiError::new(
+        "method-not-allowed",
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}", req.method(), req.path()),
     )
-    .error_response();
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let mut res = method_not_allowed_error(&req).error_response();
     let allow = req
         .app_data::<web::Data<AllowedMethods>>()
         .zip(req.match_pattern())
@@ -233,18 +249,23 @@ fn to_problem<B: MessageBody + 'static>(
     // Client errors may say what actix objected to; server errors say nothing.
     let detail = match res.response().error() {
         Some(err) if status.is_client_error() => err.to_string(),
-        _ if status == StatusCode::METHOD_NOT_ALLOWED => format!(
-            "{} is not allowed on {}",
-            res.request().method(),
-            res.request().path()
-        ),
+        _ if status == StatusCode::METHOD_NOT_ALLOWED => {
+            method_not_allowed_error(res.request()).problem.detail
+        }
         _ => status
             .canonical_reason()
             .unwrap_or("request failed")
             .to_owned(),
     };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        s if s.is_server_error() => "internal-error",
+        _ => "bad-request",
+    };
     let (req, old) = res.into_parts();
-    let mut new = ApiError::new(status, detail).error_response();
+    let mut new = ApiError::new(code, status, detail).error_response();
     for (name, value) in old.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             new.headers_mut().append(name.clone(), value.clone());
@@ -252,23 +273,4 @@ fn to_problem<B: MessageBody + 'static>(
     }
     let res = ServiceResponse::new(req, new).map_body(|_, body| EitherBody::right(body));
     Ok(ErrorHandlerResponse::Response(res))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allow_lists_the_documented_methods_of_each_route() {
-        let document = serde_json::json!({"paths": {
-            "/print/jobs": {"get": {}, "post": {}, "parameters": []},
-            "/print/jobs/{id}": {"get": {}},
-            "/empty": {},
-        }});
-        let allowed = AllowedMethods::from_openapi(&document);
-        assert_eq!(allowed.for_pattern("/print/jobs"), Some("GET, POST"));
-        assert_eq!(allowed.for_pattern("/print/jobs/{id}"), Some("GET"));
-        assert_eq!(allowed.for_pattern("/empty"), None);
-        assert_eq!(allowed.for_pattern("/unknown"), None);
-    }
 }

@@ -1,9 +1,11 @@
-//! The loop every queue worker runs: claim what is due whenever a slot is free,
-//! work on each claimed item in its own task (at most `concurrency` at once), and
-//! between rounds wait for a wake-up (`NOTIFY`), the poll tick or a free slot.
+//! Work kept in a table and done by workers in every replica: [`WorkQueue`] wakes
+//! the workers when work is committed, and [`run`] is the loop each replica's
+//! workers run: claim what is due whenever a slot is free, work on each claimed item
+//! in its own task (at most `concurrency` at once), and between rounds wait for a
+//! wake-up, the poll tick or a free slot. [`step`] is one round, for tests.
 //!
-//! On stop it claims nothing more and waits for the items in hand: claimed work is
-//! finished and recorded rather than abandoned on a lease.
+//! On stop the loop claims nothing more and waits for the items in hand: claimed
+//! work is finished and recorded rather than abandoned on a lease.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +15,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::DbError;
+use crate::db::{Database, DbError};
+use crate::notify::{self, Announcer};
 use crate::retry::Backoff;
+use crate::server::Background;
 
 /// How often to look for due retries and expired leases without a wake-up.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -32,11 +36,71 @@ pub trait QueueWorker: Send + Sync + 'static {
 
     /// Does and records one item.
     fn work(self: Arc<Self>, item: Self::Item) -> impl Future<Output = ()> + Send;
+}
 
-    /// Anything to do once per round, before claiming (e.g. due callbacks).
-    fn between_rounds(&self) -> impl Future<Output = ()> + Send {
-        async {}
+/// A table of work and its wake-ups: [`WorkQueue::announce`] after committing work
+/// wakes this replica's workers at once and, through one coalesced `NOTIFY` on the
+/// queue's channel, every other replica's.
+#[derive(Clone)]
+pub struct WorkQueue {
+    database: Database,
+    channel: &'static str,
+    wake: Arc<Notify>,
+    announcer: Announcer,
+}
+
+impl WorkQueue {
+    /// The queue announced on `channel`; its `NOTIFY` sender runs in `background`.
+    pub fn start(database: &Database, channel: &'static str, background: &mut Background) -> Self {
+        let announcer = Announcer::new(database.pool.clone(), channel);
+        background.spawn({
+            let announcer = announcer.clone();
+            move |stop| announcer.run(stop)
+        });
+        Self {
+            database: database.clone(),
+            channel,
+            wake: Arc::new(Notify::new()),
+            announcer,
+        }
     }
+
+    /// Call after the commit of new or newly due work. Never waits.
+    pub fn announce(&self) {
+        self.wake.notify_one();
+        self.announcer.announce();
+    }
+
+    /// Runs `worker` in `background` with `concurrency` slots, once the schema is
+    /// current, woken by [`WorkQueue::announce`], by other replicas' `NOTIFY`s on the
+    /// channel and by the poll.
+    pub fn run_workers<W: QueueWorker>(
+        &self,
+        background: &mut Background,
+        worker: Arc<W>,
+        concurrency: usize,
+    ) {
+        let listen_config = self.database.listen_config().clone();
+        let (channel, wake) = (self.channel, Arc::clone(&self.wake));
+        background.spawn(move |stop| notify::listen(listen_config, channel, wake, stop));
+        let (database, wake) = (self.database.clone(), Arc::clone(&self.wake));
+        background.spawn(move |stop| async move {
+            if database.wait_until_migrated(&stop).await {
+                run(worker, concurrency, wake, stop).await;
+            }
+        });
+    }
+}
+
+/// One round, as the loop does it: claims up to `limit` due items and works them
+/// all (concurrently) to the end. Returns how many it claimed. For tests, which
+/// call it instead of waiting for the loop.
+pub async fn step<W: QueueWorker>(worker: &Arc<W>, limit: usize) -> Result<usize, DbError> {
+    let items = worker.claim(limit).await?;
+    let claimed = items.len();
+    let work = items.into_iter().map(|item| Arc::clone(worker).work(item));
+    futures_util::future::join_all(work).await;
+    Ok(claimed)
 }
 
 /// Runs `worker` until `stop`, then waits for the items in hand.
@@ -51,7 +115,6 @@ pub async fn run<W: QueueWorker>(
     let mut db_failures = 0;
     while !stop.is_cancelled() {
         while in_flight.try_join_next().is_some() {}
-        worker.between_rounds().await;
         let free = slots.available_permits();
         let mut claimed_all = false;
         if free > 0 {

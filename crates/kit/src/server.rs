@@ -20,15 +20,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{self, Readiness};
+use crate::openapi::AllowedMethods;
 use crate::{problem, request_id};
 
 /// Open connections one worker thread accepts before it stops accepting more.
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
 
+/// The largest JSON body a service accepts unless it says otherwise (413 above).
+pub const JSON_LIMIT: usize = 64 * 1024;
+
 /// Everything the kit needs to serve a service's routes.
 pub struct HttpSettings {
     pub metrics: PrometheusMetrics,
     pub readiness: Readiness,
+    /// The service's own operations; [`Service::start`] adds the shared parts.
     pub openapi: utoipa::openapi::OpenApi,
     pub shutdown_grace: Duration,
     /// Largest JSON body accepted (413 above).
@@ -37,13 +42,15 @@ pub struct HttpSettings {
     pub workers: usize,
 }
 
-/// Binds `routes` (plus the operational routes) to `listener`.
+/// Binds `routes` (plus the operational routes) to `listener`; `settings.openapi` is
+/// the finished document (see [`Service::start`]).
 pub fn serve<F>(listener: TcpListener, settings: HttpSettings, routes: F) -> io::Result<Server>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
     let openapi_json =
         Arc::new(serde_json::to_string(&settings.openapi).map_err(io::Error::other)?);
+    let allowed = web::Data::new(AllowedMethods::from_openapi(&settings.openapi));
     let HttpSettings {
         metrics,
         readiness,
@@ -53,12 +60,13 @@ where
     let mut server = HttpServer::new(move || {
         let readiness = readiness.clone();
         let openapi_json = Arc::clone(&openapi_json);
+        let allowed = allowed.clone();
         App::new()
             .app_data(problem::json_config(json_limit))
             .app_data(web::PayloadConfig::new(json_limit))
             .app_data(problem::path_config())
             .app_data(problem::query_config())
-            .configure(move |cfg| health::configure(cfg, readiness, openapi_json))
+            .configure(move |cfg| health::configure(cfg, readiness, allowed, openapi_json))
             .configure(routes.clone())
             .default_service(web::to(problem::not_found))
             .wrap(problem::error_handlers())
@@ -108,10 +116,6 @@ impl Background {
         self.tasks.push(tokio::spawn(task(self.stop.clone())));
     }
 
-    pub fn push(&mut self, handle: JoinHandle<()>) {
-        self.tasks.push(handle);
-    }
-
     async fn stop(self, grace: Duration) {
         self.stop.cancel();
         let all = futures_util::future::join_all(self.tasks);
@@ -119,6 +123,14 @@ impl Background {
             log::warn!("background work did not finish within {grace:?}; leaving it");
         }
     }
+}
+
+/// Who this process is, in leases and logs: `{HOSTNAME or service}-{pid}-{random}`,
+/// unique per process even when replicas share a host name.
+pub fn replica_name(service: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| service.to_owned());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &nonce[..8])
 }
 
 /// A bound, running service.
@@ -144,20 +156,30 @@ impl ServiceHandle {
 }
 
 impl Service {
-    pub fn new(
+    /// Serves `routes` (plus the operational routes) on `listener` as the service
+    /// `name`, whose OpenAPI document is `settings.openapi` completed by
+    /// [`crate::openapi::document`]; `background` stops with it.
+    pub fn start<F>(
         name: &'static str,
-        addr: SocketAddr,
-        server: Server,
+        listener: TcpListener,
+        mut settings: HttpSettings,
         background: Background,
-        grace: Duration,
-    ) -> Self {
-        Self {
+        routes: F,
+    ) -> io::Result<Self>
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
+        let addr = listener.local_addr()?;
+        let grace = settings.shutdown_grace;
+        settings.openapi = crate::openapi::document(name, settings.openapi);
+        let server = serve(listener, settings, routes)?;
+        Ok(Self {
             name,
             addr,
             server,
             background,
             grace,
-        }
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

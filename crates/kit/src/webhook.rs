@@ -7,12 +7,23 @@
 //! signatures, so a secret can be rotated). Verification compares in constant time
 //! and refuses timestamps more than five minutes away from now.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::de::DeserializeOwned;
 use sha2::Sha256;
+
+use crate::json;
+use crate::problem::{ApiError, ServiceError};
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -37,6 +48,14 @@ pub enum WebhookError {
     BadSignature,
     #[error("no webhook secret is configured, so no signature can be checked")]
     NoSecret,
+}
+
+/// A webhook secret setting that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {source}")]
+pub struct BadSecretSetting {
+    pub variable: &'static str,
+    pub source: WebhookError,
 }
 
 /// A signing key. Its `Debug` never shows the key.
@@ -65,6 +84,22 @@ impl WebhookSecret {
             return Err(WebhookError::BadSecret);
         }
         Ok(Self { key })
+    }
+
+    /// The secret of setting `variable` (e.g. `PRINTER_CALLBACK_SECRET`): `None`, with
+    /// a warning that says what happens `when_unset`, if it is not set.
+    pub fn from_setting(
+        variable: &'static str,
+        value: Option<&str>,
+        when_unset: &str,
+    ) -> Result<Option<Self>, BadSecretSetting> {
+        let Some(text) = value else {
+            log::warn!("{variable} is not set: {when_unset}");
+            return Ok(None);
+        };
+        Self::parse(text)
+            .map(Some)
+            .map_err(|source| BadSecretSetting { variable, source })
     }
 
     /// A fresh random 32-byte secret and its `whsec_…` form.
@@ -157,6 +192,89 @@ pub fn verify_request(
         body,
         unix_now(),
     )
+}
+
+/// The secret a service checks incoming callbacks against (app data, as
+/// `web::Data<CallbackSecret>`). `None`: no secret configured, every callback refused.
+pub struct CallbackSecret(pub Option<WebhookSecret>);
+
+/// A JSON body whose Standard Webhooks signature was checked before anything else
+/// was read from it: the extractor of every callback route.
+pub struct SignedJson<T>(pub T);
+
+impl<T> SignedJson<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Why a callback was refused before its handler ran.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackRefused {
+    /// 401: missing or bad signature, stale timestamp, or no secret configured.
+    #[error("missing or invalid webhook signature")]
+    Unsigned(#[source] WebhookError),
+    /// 400 (413 over the size limit): signed, but not the JSON the route takes.
+    #[error("{}", .0.problem().detail)]
+    Invalid(ApiError),
+}
+
+impl CallbackRefused {
+    /// The outcome label a callback metric counts this refusal under.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            CallbackRefused::Unsigned(_) => "unauthorized",
+            CallbackRefused::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl ServiceError for CallbackRefused {
+    fn api_error(&self) -> ApiError {
+        match self {
+            CallbackRefused::Unsigned(_) => ApiError::new(
+                "invalid-signature",
+                StatusCode::UNAUTHORIZED,
+                self.to_string(),
+            ),
+            CallbackRefused::Invalid(api) => api.clone(),
+        }
+    }
+}
+
+impl ResponseError for CallbackRefused {
+    fn error_response(&self) -> HttpResponse {
+        crate::problem::respond(self)
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for SignedJson<T> {
+    type Error = CallbackRefused;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        // Bytes honours the app's PayloadConfig limit (413 above it).
+        let body = Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            let body = body.await.map_err(|e| {
+                CallbackRefused::Invalid(ApiError::new(
+                    "body-too-large",
+                    e.as_response_error().status_code(),
+                    e.to_string(),
+                ))
+            })?;
+            let secret = req
+                .app_data::<web::Data<CallbackSecret>>()
+                .and_then(|secret| secret.0.as_ref());
+            verify_request(secret, &req, &body).map_err(|e| {
+                log::warn!("refused a callback to {}: {e}", req.path());
+                CallbackRefused::Unsigned(e)
+            })?;
+            let value = json::deserialize(&body).map_err(CallbackRefused::Invalid)?;
+            Ok(SignedJson(value))
+        })
+    }
 }
 
 pub fn unix_now() -> i64 {
