@@ -92,17 +92,3 @@ impl Config {
         Duration::from_millis(self.backend_timeout_ms)
     }
 }
-
-// The database URL, the token and the callback secret stay out of logs.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("http_addr", &self.http_addr)
-            .field("database", &self.database)
-            .field("auth", &self.auth)
-            .field("management_url", &self.management_url)
-            .field("backend_permits", &self.backend_permits)
-            .field("public_url", &self.public_url)
-            .finish_non_exhaustive()
-    }
-}

@@ -18,10 +18,12 @@ use std::time::Duration;
 use chrono::Utc;
 use pixpress_domain::printer::PrinterJob;
 use pixpress_domain::JobState;
-use pixpress_kit::db::{DbError, PgPool};
+use pixpress_kit::client::is_transient;
+use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::QueueWorker;
 use pixpress_kit::retry::{jitter, Backoff};
 use prometheus::{Histogram, IntCounterVec};
+use reqwest::StatusCode;
 
 use crate::breaker::Breakers;
 use crate::metrics::PrintMetrics;
@@ -33,7 +35,6 @@ const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from
 pub struct DispatcherSettings {
     pub owner: String,
     pub lease: Duration,
-    pub concurrency: usize,
     pub max_attempts: i32,
     pub public_url: String,
     pub send_timeout: Duration,
@@ -41,7 +42,7 @@ pub struct DispatcherSettings {
 
 pub struct Dispatcher {
     settings: DispatcherSettings,
-    db: PgPool,
+    db: Database,
     http: reqwest::Client,
     breakers: Breakers,
     metrics: PrintMetrics,
@@ -62,7 +63,7 @@ enum SendOutcome {
 impl Dispatcher {
     pub fn new(
         settings: DispatcherSettings,
-        db: PgPool,
+        db: Database,
         http: reqwest::Client,
         metrics: PrintMetrics,
     ) -> Self {
@@ -75,10 +76,6 @@ impl Dispatcher {
             http,
             metrics,
         }
-    }
-
-    pub fn concurrency(&self) -> usize {
-        self.settings.concurrency
     }
 
     async fn dispatch(&self, job: ClaimedJob) {
@@ -183,10 +180,14 @@ impl Dispatcher {
             .await;
         match sent {
             Ok(res) if res.status().is_success() => SendOutcome::Accepted,
-            Ok(res) => match res.status().as_u16() {
-                408 | 429 => SendOutcome::Transient("busy"),
-                status @ 400..=499 => SendOutcome::Rejected(status),
-                503 => SendOutcome::Transient("busy"),
+            Ok(res) => match res.status() {
+                // The printer refused this job; it will refuse it again.
+                status if status.is_client_error() && !is_transient(status) => {
+                    SendOutcome::Rejected(status.as_u16())
+                }
+                StatusCode::REQUEST_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::SERVICE_UNAVAILABLE => SendOutcome::Transient("busy"),
                 _ => SendOutcome::Transient("error"),
             },
             Err(e) if e.is_timeout() => SendOutcome::Transient("timeout"),

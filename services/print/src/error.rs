@@ -7,7 +7,8 @@ use actix_web::{HttpResponse, ResponseError};
 use pixpress_domain::JobState;
 use pixpress_kit::db::DbError;
 use pixpress_kit::gate::GateSaturated;
-use pixpress_kit::ApiError;
+use pixpress_kit::webhook::CallbackRefused;
+use pixpress_kit::{ApiError, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrintError {
@@ -35,9 +36,10 @@ pub enum PrintError {
     /// 409: a dispatcher is handing the job to its printer.
     #[error("the job is being sent to its printer and can no longer be canceled")]
     BeingDispatched,
-    /// 401: a callback without a valid signature.
-    #[error("missing or invalid webhook signature")]
-    Unauthorized,
+    /// 401 (bad signature) or 400 (bad body): a printer callback refused before
+    /// its handler ran.
+    #[error(transparent)]
+    Callback(#[from] CallbackRefused),
     /// 409: the state machine forbids this move.
     #[error("a {0} job cannot become {1}")]
     IllegalTransition(JobState, JobState),
@@ -61,25 +63,28 @@ pub enum PrintError {
     Database(#[from] DbError),
 }
 
-impl PrintError {
-    fn to_api_error(&self) -> ApiError {
+impl ServiceError for PrintError {
+    fn api_error(&self) -> ApiError {
         use PrintError::*;
-        let status = match self {
-            BadRequest(_) => StatusCode::BAD_REQUEST,
-            JobNotFound | FileNotFound => StatusCode::NOT_FOUND,
-            Forbidden | NotYourself => StatusCode::FORBIDDEN,
-            FileNotReady | NotCancelable(_) | BeingDispatched | IllegalTransition(..) => {
-                StatusCode::CONFLICT
-            }
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ManagementTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ManagementBadAnswer => StatusCode::BAD_GATEWAY,
-            ManagementUnreachable => StatusCode::SERVICE_UNAVAILABLE,
-            Saturated(_) => return GateSaturated.into(),
-            Database(e) => return e.into(),
+        let (code, status) = match self {
+            BadRequest(_) => ("bad-request", StatusCode::BAD_REQUEST),
+            JobNotFound => ("job-not-found", StatusCode::NOT_FOUND),
+            FileNotFound => ("file-not-found", StatusCode::NOT_FOUND),
+            Forbidden => ("not-file-owner", StatusCode::FORBIDDEN),
+            NotYourself => ("not-yourself", StatusCode::FORBIDDEN),
+            FileNotReady => ("file-not-ready", StatusCode::CONFLICT),
+            NotCancelable(_) => ("not-cancelable", StatusCode::CONFLICT),
+            BeingDispatched => ("being-dispatched", StatusCode::CONFLICT),
+            IllegalTransition(..) => ("illegal-transition", StatusCode::CONFLICT),
+            IdempotencyKeyReused => ("idempotency-key-reused", StatusCode::UNPROCESSABLE_ENTITY),
+            ManagementTimeout => ("management-timeout", StatusCode::GATEWAY_TIMEOUT),
+            ManagementBadAnswer => ("management-bad-answer", StatusCode::BAD_GATEWAY),
+            ManagementUnreachable => ("management-unreachable", StatusCode::SERVICE_UNAVAILABLE),
+            Callback(e) => return e.api_error(),
+            Saturated(e) => return e.api_error(),
+            Database(e) => return e.api_error(),
         };
-        let api = ApiError::new(status, self.to_string());
+        let api = ApiError::new(code, status, self.to_string());
         match self {
             ManagementUnreachable | ManagementBadAnswer | ManagementTimeout => api.retry_after(1),
             _ => api,
@@ -88,14 +93,7 @@ impl PrintError {
 }
 
 impl ResponseError for PrintError {
-    fn status_code(&self) -> StatusCode {
-        self.to_api_error().status_code()
-    }
-
     fn error_response(&self) -> HttpResponse {
-        if let PrintError::Database(e) = self {
-            log::error!("{e}");
-        }
-        self.to_api_error().error_response()
+        pixpress_kit::problem::respond(self)
     }
 }

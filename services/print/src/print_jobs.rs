@@ -6,7 +6,7 @@ use pixpress_kit::db::DbError;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-/// The columns a [`PrintJob`] is read from, in [`job_from_row`]'s order.
+/// The columns a [`PrintJob`] is read from (by name, in [`job_from_row`]).
 const JOB_COLUMNS: &str =
     "id, user_id, file_id, copies, state, printer_id, attempts, created_at, updated_at, error";
 
@@ -14,20 +14,33 @@ const JOB_COLUMNS: &str =
 pub const QUEUED_CHANNEL: &str = "print_jobs_queued";
 
 fn job_from_row(row: &Row) -> Result<PrintJob, DbError> {
-    let state: String = row.try_get(4)?;
     Ok(PrintJob {
-        id: row.try_get(0)?,
-        user_id: row.try_get(1)?,
-        file_id: row.try_get(2)?,
-        copies: row.try_get(3)?,
-        // The CHECK constraint admits only the names JobState knows.
-        state: JobState::parse(&state).unwrap_or(JobState::Failed),
-        printer_id: row.try_get(5)?,
-        attempts: row.try_get(6)?,
-        created_at: row.try_get::<_, DateTime<Utc>>(7)?,
-        updated_at: row.try_get::<_, DateTime<Utc>>(8)?,
-        error: row.try_get(9)?,
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        file_id: row.try_get("file_id")?,
+        copies: row.try_get("copies")?,
+        state: state_from_row(row)?,
+        printer_id: row.try_get("printer_id")?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get::<_, DateTime<Utc>>("created_at")?,
+        updated_at: row.try_get::<_, DateTime<Utc>>("updated_at")?,
+        error: row.try_get("error")?,
     })
+}
+
+/// The row's `state`; one this code does not know is an error, never a guess.
+fn state_from_row(row: &Row) -> Result<JobState, DbError> {
+    let state: &str = row.try_get("state")?;
+    JobState::parse(state).ok_or_else(|| DbError::Corrupt(format!("unknown job state {state:?}")))
+}
+
+/// A column the schema allows to be NULL but that a row in this state must have.
+fn required<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    column: &str,
+) -> Result<T, DbError> {
+    row.try_get::<_, Option<T>>(column)?
+        .ok_or_else(|| DbError::Corrupt(format!("a print job has no {column} where it must")))
 }
 
 /// A job about to be queued, with what the management API said about it.
@@ -94,8 +107,8 @@ pub async fn find_by_idempotency_key(
     let Some(row) = db.query_opt(&sql, &[&user_id, &key]).await? else {
         return Ok(None);
     };
-    let fingerprint: Option<String> = row.try_get(10)?;
-    Ok(Some((job_from_row(&row)?, fingerprint.unwrap_or_default())))
+    let fingerprint: String = required(&row, "request_fingerprint")?;
+    Ok(Some((job_from_row(&row)?, fingerprint)))
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<PrintJob>, DbError> {
@@ -203,14 +216,14 @@ pub async fn claim(
     rows.iter()
         .map(|row| {
             Ok(ClaimedJob {
-                id: row.try_get(0)?,
-                correlation_id: row.try_get(1)?,
-                printer_id: row.try_get::<_, Option<i64>>(2)?.unwrap_or(0),
-                printer_url: row.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
-                image_url: row.try_get::<_, Option<String>>(4)?.unwrap_or_default(),
-                copies: row.try_get(5)?,
-                attempts: row.try_get(6)?,
-                created_at: row.try_get(7)?,
+                id: row.try_get("id")?,
+                correlation_id: row.try_get("correlation_id")?,
+                printer_id: required(row, "printer_id")?,
+                printer_url: required(row, "printer_url")?,
+                image_url: required(row, "image_url")?,
+                copies: row.try_get("copies")?,
+                attempts: row.try_get("attempts")?,
+                created_at: row.try_get("created_at")?,
             })
         })
         .collect()
@@ -307,8 +320,8 @@ pub async fn apply_callback(
     else {
         return Ok(CallbackOutcome::NotFound);
     };
-    let id: Uuid = row.try_get(0)?;
-    let current = JobState::parse(row.try_get(1)?).unwrap_or(JobState::Failed);
+    let id: Uuid = row.try_get("id")?;
+    let current = state_from_row(&row)?;
     if current == target {
         return Ok(CallbackOutcome::Unchanged);
     }

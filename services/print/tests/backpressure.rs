@@ -5,7 +5,8 @@ mod helpers;
 
 use std::time::{Duration, Instant};
 
-use helpers::{assert_problem, metric_value, spawn_management, TestApp};
+use helpers::{assert_problem, spawn_management, TestApp};
+use pixpress_testkit::metrics;
 use serde_json::json;
 
 #[tokio::test]
@@ -32,7 +33,7 @@ async fn a_saturated_gate_answers_429_with_retry_after_without_waiting() {
                     .text()
                     .await
                     .ok()?;
-                (metric_value(&text, "pixpress_management_lookups_in_flight") == Some(1.0))
+                (metrics::value(&text, "pixpress_management_lookups_in_flight", &[]) == Some(1.0))
                     .then_some(())
             },
         )
@@ -50,9 +51,9 @@ async fn a_saturated_gate_answers_429_with_retry_after_without_waiting() {
     assert!(waited < Duration::from_millis(500), "429 took {waited:?}");
     assert_problem(res, 429).await;
 
-    let metrics = app.metrics().await;
+    let text = app.metrics().await;
     assert_eq!(
-        metric_value(&metrics, "pixpress_print_backpressure_rejections_total"),
+        metrics::value(&text, "pixpress_print_backpressure_rejections_total", &[]),
         Some(1.0)
     );
 }
@@ -92,24 +93,25 @@ async fn fifty_simultaneous_posts_through_four_permits_give_only_201s_and_429s()
         .text()
         .await
         .unwrap();
-    let max = metric_value(
+    let max = metrics::value(
         &management_metrics,
         "pixpress_management_lookups_in_flight_max",
+        &[],
     )
     .unwrap();
     assert!(max <= 4.0, "{max} lookups were in flight at once");
 
-    let metrics = app.metrics().await;
+    let text = app.metrics().await;
     assert_eq!(
-        metric_value(&metrics, "pixpress_print_backend_permits_available"),
+        metrics::value(&text, "pixpress_print_backend_permits_available", &[]),
         Some(4.0)
     );
     assert_eq!(
-        metric_value(&metrics, "pixpress_print_backend_permits_total"),
+        metrics::value(&text, "pixpress_print_backend_permits_total", &[]),
         Some(4.0)
     );
     assert_eq!(
-        metric_value(&metrics, "pixpress_print_backpressure_rejections_total"),
+        metrics::value(&text, "pixpress_print_backpressure_rejections_total", &[]),
         Some(rejected as f64)
     );
 }

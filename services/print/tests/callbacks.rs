@@ -5,6 +5,7 @@ mod helpers;
 
 use helpers::{assert_problem, spawn_management, TestApp, SECRET};
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
+use pixpress_testkit::metrics;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -170,10 +171,15 @@ async fn forged_unsigned_and_stale_callbacks_are_401_and_change_nothing() {
     assert_problem(tampered, 401).await;
     assert_eq!(job(&app, &id).await["state"], "queued");
 
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains(r#"pixpress_print_callbacks_total{outcome="unauthorized"} 5"#),
-        "{metrics}"
+    let text = app.metrics().await;
+    assert_eq!(
+        metrics::value(
+            &text,
+            "pixpress_print_callbacks_total",
+            &[("outcome", "unauthorized")]
+        ),
+        Some(5.0),
+        "{text}"
     );
 }
 

@@ -5,11 +5,19 @@
 mod helpers;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use helpers::{bind, spawn_management, spawn_printer_on, TestApp, SECRET};
+use pixpress_kit::config::DatabaseArgs;
+use pixpress_kit::db::Database;
+use pixpress_kit::queue;
+use pixpress_kit::server::Background;
+use pixpress_print::dispatcher::{Dispatcher, DispatcherSettings};
+use pixpress_print::metrics::PrintMetrics;
 use pixpress_testkit::http::eventually;
+use pixpress_testkit::metrics;
 use pixpress_testkit::printer::printed;
 use pixpress_testkit::process::RunningBinary;
 use serde_json::Value;
@@ -59,15 +67,31 @@ async fn a_job_goes_queued_dispatched_printing_completed() {
     );
     assert_eq!(jobs[0].image_url, "http://images.example/cat.jpg");
 
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains(r#"pixpress_print_dispatch_attempts_total{outcome="accepted"} 1"#),
-        "{metrics}"
+    let text = app.metrics().await;
+    let value = |name, labels: &[(&str, &str)]| metrics::value(&text, name, labels);
+    assert_eq!(
+        value(
+            "pixpress_print_dispatch_attempts_total",
+            &[("outcome", "accepted")]
+        ),
+        Some(1.0),
+        "{text}"
     );
-    assert!(metrics
-        .contains(r#"pixpress_print_job_transitions_total{from="printing",to="completed"} 1"#));
-    assert!(metrics.contains(r#"pixpress_print_callbacks_total{outcome="applied"} 2"#));
-    assert!(metrics.contains("pixpress_print_dispatch_latency_seconds_count 1"));
+    assert_eq!(
+        value(
+            "pixpress_print_job_transitions_total",
+            &[("from", "printing"), ("to", "completed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("pixpress_print_callbacks_total", &[("outcome", "applied")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value("pixpress_print_dispatch_latency_seconds_count", &[]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -189,11 +213,24 @@ async fn jobs_leased_by_a_replica_that_died_are_dispatched_after_the_lease() {
     for _ in 0..3 {
         app.create_job(1, file_id).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        printed(&printer).await.is_empty(),
-        "leased jobs must wait for their lease"
-    );
+    // One round of a dispatcher, run here rather than waited for: it claims none.
+    let args = DatabaseArgs::new(&app.db.url);
+    let database = Database::start(&args, Duration::from_secs(5), &mut Background::new()).unwrap();
+    let dispatcher = Arc::new(Dispatcher::new(
+        DispatcherSettings {
+            owner: "test-replica".into(),
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
+            public_url: app.url.clone(),
+            send_timeout: Duration::from_secs(1),
+        },
+        database,
+        reqwest::Client::new(),
+        PrintMetrics::new(&prometheus::Registry::new()),
+    ));
+    let claimed = queue::step(&dispatcher, 16).await.unwrap();
+    assert_eq!(claimed, 0, "leased jobs must wait for their lease");
+    assert!(printed(&printer).await.is_empty());
     app.all_jobs_reach("completed", 3, PATIENCE).await;
     assert!(printed(&printer).await.iter().all(|j| j.printed == 1));
 }

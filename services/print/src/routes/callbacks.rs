@@ -5,13 +5,10 @@
 //! which jobs exist. The domain's state machine decides what is legal; a repeat of
 //! the current state (a printer retrying) changes nothing.
 
-use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use pixpress_domain::printer::PrinterCallback;
-use pixpress_domain::Problem;
-use pixpress_kit::db::DbError;
 use pixpress_kit::problem::resource;
-use pixpress_kit::webhook::verify_request;
+use pixpress_kit::webhook::{CallbackRefused, SignedJson};
 use uuid::Uuid;
 
 use crate::error::PrintError;
@@ -39,31 +36,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     request_body = PrinterCallback,
     responses(
         (status = 204, description = "Accepted, or a repeat of the current state"),
-        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad signature, or stale timestamp", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No job has this correlation id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal state transition", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 400, description = "Malformed body"),
+        (status = 401, description = "Missing or bad signature, or stale timestamp"),
+        (status = 404, description = "No job has this correlation id"),
+        (status = 409, description = "Illegal state transition"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 503, description = "The database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn printer_callback(
     state: web::Data<State>,
-    req: HttpRequest,
     correlation_id: web::Path<Uuid>,
-    body: Bytes,
+    callback: Result<SignedJson<PrinterCallback>, CallbackRefused>,
 ) -> Result<HttpResponse, PrintError> {
     let count = |outcome: &str| state.metrics.callbacks.with_label_values(&[outcome]).inc();
-    if let Err(e) = verify_request(state.callback_secret.as_ref(), &req, &body) {
-        count("unauthorized");
-        log::warn!("refused a printer callback: {e}");
-        return Err(PrintError::Unauthorized);
-    }
-    let callback: PrinterCallback = serde_json::from_slice(&body).map_err(|e| {
-        count("invalid");
-        PrintError::BadRequest(format!("invalid callback body: {e}"))
-    })?;
+    let callback = callback
+        .inspect_err(|refused| count(refused.outcome()))?
+        .into_inner();
 
-    let mut conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.db.get().await?;
     let target = callback.status.job_state();
     let correlation_id = correlation_id.into_inner();
     match print_jobs::apply_callback(

@@ -9,13 +9,12 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use pixpress_domain::job::JobListQuery;
-use pixpress_domain::{CreatePrintJob, JobState, PrintJob, PrintJobList, Problem};
+use pixpress_domain::{CreatePrintJob, JobState, PrintJob, PrintJobList};
 use pixpress_kit::auth::Caller;
-use pixpress_kit::db::DbError;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
+use pixpress_kit::query::ValidQuery;
 use uuid::Uuid;
-use validator::Validate;
 
 use crate::error::PrintError;
 use crate::print_jobs::{self, CancelOutcome, JobFilter, NewJob};
@@ -64,7 +63,7 @@ async fn replay(
     request: &CreatePrintJob,
     key: &str,
 ) -> Result<Option<PrintJob>, PrintError> {
-    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let conn = state.db.get().await?;
     match print_jobs::find_by_idempotency_key(&*conn, request.user_id, key).await? {
         None => Ok(None),
         Some((job, fingerprint)) => {
@@ -88,19 +87,18 @@ async fn replay(
         (status = 201, description = "Job queued (committed)", body = PrintJob,
             headers(("Location" = String, description = "The job"),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the job an earlier request with the same Idempotency-Key created"))),
-        (status = 400, description = "Invalid body (each bad field is named) or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`user_id` is not the token's user, or the file belongs to another user", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The image is not downloaded yet", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "At capacity: no backend permit free", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
-        (status = 502, description = "The management API answered unexpectedly", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
-        (status = 503, description = "The management API is unreachable, or the database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
-        (status = 504, description = "The management API did not answer in time", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 400, description = "Invalid body (each bad field is named) or Idempotency-Key"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 403, description = "`user_id` is not the token's user, or the file belongs to another user"),
+        (status = 404, description = "No such file"),
+        (status = 409, description = "The image is not downloaded yet"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Idempotency-Key reused with another body"),
+        (status = 429, description = "At capacity: no backend permit free"),
+        (status = 502, description = "The management API answered unexpectedly", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The management API is unreachable, or the database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "The management API did not answer in time", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn create_job(
     state: web::Data<State>,
@@ -163,17 +161,16 @@ pub async fn create_job(
     params(("id" = Uuid, Path, description = "The job")),
     responses(
         (status = 200, description = "The job", body = PrintJob),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 404, description = "No such job (or another user's)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 404, description = "No such job (or another user's)"),
+        (status = 503, description = "The database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn get_job(
     state: web::Data<State>,
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PrintError> {
-    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let conn = state.db.get().await?;
     // Another user's job is as absent as a missing one.
     let job = print_jobs::get(&*conn, id.into_inner())
         .await?
@@ -186,16 +183,15 @@ pub async fn get_job(
 #[utoipa::path(get, path = "/print/jobs", security(("bearer" = [])), tag = "jobs", params(JobListQuery),
     responses(
         (status = 200, description = "A page of jobs, newest first", body = PrintJobList),
-        (status = 400, description = "Bad query parameter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`user_id` names another user than the token's", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 400, description = "Bad query parameter or cursor"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 403, description = "`user_id` names another user than the token's"),
+        (status = 503, description = "The database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn list_jobs(
     state: web::Data<State>,
     caller: Caller,
-    query: web::Query<JobListQuery>,
+    query: ValidQuery<JobListQuery>,
 ) -> Result<HttpResponse, PrintError> {
     let mut query = query.into_inner();
     // A user lists their own jobs; asking for someone else's is refused.
@@ -205,9 +201,6 @@ pub async fn list_jobs(
         }
         query.user_id = Some(only);
     }
-    query
-        .validate()
-        .map_err(|e| PrintError::BadRequest(Problem::from_validation(&e).detail))?;
     let before = query.cursor;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     let filter = JobFilter {
@@ -217,7 +210,7 @@ pub async fn list_jobs(
         // One more than asked tells whether there is a next page.
         limit: limit + 1,
     };
-    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let conn = state.db.get().await?;
     let mut jobs = print_jobs::list(&*conn, &filter).await?;
     let next_cursor = if jobs.len() as i64 > limit {
         jobs.truncate(limit as usize);
@@ -233,18 +226,17 @@ pub async fn list_jobs(
     params(("id" = Uuid, Path, description = "The job")),
     responses(
         (status = 200, description = "Canceled", body = PrintJob),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 404, description = "No such job (or another user's)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job is no longer queued", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 404, description = "No such job (or another user's)"),
+        (status = 409, description = "The job is no longer queued"),
+        (status = 503, description = "The database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn cancel_job(
     state: web::Data<State>,
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PrintError> {
-    let conn = state.db.pool.get().await.map_err(DbError::from)?;
+    let conn = state.db.get().await?;
     let id = id.into_inner();
     let owned = print_jobs::get(&*conn, id)
         .await?

@@ -190,14 +190,6 @@ impl TestApp {
     }
 }
 
-/// The value of an unlabelled gauge or counter in Prometheus text.
-pub fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status(), status);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
