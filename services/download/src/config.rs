@@ -62,19 +62,6 @@ pub struct Config {
     pub download_callback_secret: Option<String>,
 }
 
-// Keys stay out of logs.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("http_addr", &self.http_addr)
-            .field("database", &self.database)
-            .field("s3_endpoint", &self.s3_endpoint)
-            .field("s3_bucket", &self.s3_bucket)
-            .field("download_concurrency", &self.download_concurrency)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Config {
     /// Defaults for everything but the database, for tests and the local stack.
     pub fn with_database(database_url: impl Into<String>) -> Self {

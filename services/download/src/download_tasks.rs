@@ -7,29 +7,33 @@ use pixpress_kit::db::DbError;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-/// The columns a [`DownloadTask`] is read from, in [`task_from_row`]'s order.
+/// The columns a [`DownloadTask`] is read from (by name, in [`task_from_row`]).
 const TASK_COLUMNS: &str = "id, url, state, error, content_type, width, height, bytes, \
                             original_key, thumbnail_key, created_at, updated_at";
 
 /// Channel notified when a task is queued.
 pub const QUEUED_CHANNEL: &str = "download_tasks_queued";
 
+/// Reads a [`DownloadTask`] (the domain crate's type, hence a function here rather
+/// than a `from_row` of its own). A state the code does not know is an error.
 fn task_from_row(row: &Row) -> Result<DownloadTask, DbError> {
-    let state: String = row.try_get(2)?;
+    let id: Uuid = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let state = DownloadState::parse(&state)
+        .ok_or_else(|| DbError::Corrupt(format!("download {id} has unknown state {state:?}")))?;
     Ok(DownloadTask {
-        id: row.try_get(0)?,
-        url: row.try_get(1)?,
-        // The CHECK constraint admits only the names DownloadState knows.
-        state: DownloadState::parse(&state).unwrap_or(DownloadState::Failed),
-        error: row.try_get(3)?,
-        content_type: row.try_get(4)?,
-        width: row.try_get(5)?,
-        height: row.try_get(6)?,
-        bytes: row.try_get(7)?,
-        original_key: row.try_get(8)?,
-        thumbnail_key: row.try_get(9)?,
-        created_at: row.try_get(10)?,
-        updated_at: row.try_get(11)?,
+        id,
+        url: row.try_get("url")?,
+        state,
+        error: row.try_get("error")?,
+        content_type: row.try_get("content_type")?,
+        width: row.try_get("width")?,
+        height: row.try_get("height")?,
+        bytes: row.try_get("bytes")?,
+        original_key: row.try_get("original_key")?,
+        thumbnail_key: row.try_get("thumbnail_key")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -65,6 +69,16 @@ pub struct ClaimedTask {
     pub attempts: i32,
 }
 
+impl ClaimedTask {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            url: row.try_get("url")?,
+            attempts: row.try_get("attempts")?,
+        })
+    }
+}
+
 /// Leases up to `limit` due tasks (queued, or running with an expired lease) to
 /// `owner`, marking them running.
 pub async fn claim(
@@ -89,15 +103,7 @@ pub async fn claim(
             &[&owner, &lease.as_secs_f64(), &limit],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ClaimedTask {
-                id: row.try_get(0)?,
-                url: row.try_get(1)?,
-                attempts: row.try_get(2)?,
-            })
-        })
-        .collect()
+    rows.iter().map(ClaimedTask::from_row).collect()
 }
 
 /// What a finished download produced.
@@ -185,7 +191,28 @@ pub async fn retry_later(
 pub struct DueCallback {
     pub task: DownloadTask,
     pub callback_url: String,
+    /// Deliveries tried before this one.
     pub attempts: i32,
+}
+
+impl DueCallback {
+    /// A task's columns plus `callback_url` and `callback_attempts`; a due callback
+    /// without a URL is an error (completing a task sets it due only with one).
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        let task = task_from_row(row)?;
+        let callback_url: Option<String> = row.try_get("callback_url")?;
+        let callback_url = callback_url.ok_or_else(|| {
+            DbError::Corrupt(format!(
+                "download {} has a callback due but no URL",
+                task.id
+            ))
+        })?;
+        Ok(Self {
+            task,
+            callback_url,
+            attempts: row.try_get("callback_attempts")?,
+        })
+    }
 }
 
 /// Claims due callbacks by pushing their due time past `lease` (so another replica
@@ -196,31 +223,18 @@ pub async fn claim_callbacks(
     limit: i64,
 ) -> Result<Vec<DueCallback>, DbError> {
     let sql = format!(
-        "UPDATE download_tasks AS t
+        "UPDATE download_tasks
          SET callback_due_at = now() + make_interval(secs => $1)
-         FROM (SELECT id FROM download_tasks
+         FROM (SELECT id AS due_id FROM download_tasks
                WHERE callback_due_at <= now()
                ORDER BY callback_due_at
                LIMIT $2
                FOR UPDATE SKIP LOCKED) AS due
-         WHERE t.id = due.id
-         RETURNING {}, t.callback_url, t.callback_attempts",
-        TASK_COLUMNS
-            .split(", ")
-            .map(|c| format!("t.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
+         WHERE id = due.due_id
+         RETURNING {TASK_COLUMNS}, callback_url, callback_attempts"
     );
     let rows = db.query(&sql, &[&lease.as_secs_f64(), &limit]).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(DueCallback {
-                task: task_from_row(row)?,
-                callback_url: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
-                attempts: row.try_get(13)?,
-            })
-        })
-        .collect()
+    rows.iter().map(DueCallback::from_row).collect()
 }
 
 /// The callback was delivered, or will never be: nothing more to send.

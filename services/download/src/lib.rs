@@ -1,39 +1,41 @@
 //! download-service: fetches images from user-supplied URLs, makes thumbnails and
 //! stores both in S3, keeping its tasks in PostgreSQL so replicas share the work
 //! and a crash loses nothing. It reports each finished task to the task's
-//! `callback_url`, signed per Standard Webhooks.
+//! `callback_url`, signed per Standard Webhooks (`reports`).
 
 mod config;
 mod download_tasks;
+mod error;
 pub mod fetch;
 mod metrics;
+mod reports;
 mod routes;
 pub mod storage;
 pub mod thumbnail;
 mod worker;
 
 use std::net::TcpListener;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
 use pixpress_kit::client::http_client;
-use pixpress_kit::db::{self, Database, DbError};
-use pixpress_kit::health::{openapi_document, Readiness};
+use pixpress_kit::db::Database;
+use pixpress_kit::health::Readiness;
 use pixpress_kit::metrics::http_metrics;
-use pixpress_kit::notify::{self, Announcer};
-use pixpress_kit::queue;
-use pixpress_kit::server::{self, Background, HttpSettings, Service};
+use pixpress_kit::queue::WorkQueue;
+use pixpress_kit::retry::Backoff;
+use pixpress_kit::server::{replica_name, Background, HttpSettings, Service, JSON_LIMIT};
 use pixpress_kit::webhook::WebhookSecret;
-use pixpress_kit::ApiError;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 pub use config::Config;
 use fetch::{FetchPolicy, Fetcher};
 use metrics::DownloadMetrics;
-use storage::{Storage, StorageConfig};
+use reports::Reporter;
+use storage::{Storage, StorageConfig, StorageError};
 use worker::{Worker, WorkerSettings};
 
 /// What every handler shares.
@@ -41,15 +43,7 @@ pub struct State {
     db: Database,
     storage: Option<Storage>,
     /// Wakes the workers of every replica once a task is committed.
-    queued: Announcer,
-}
-
-impl State {
-    /// Database trouble is ours, not the client's: log it, answer 503.
-    fn db_error(&self, err: DbError) -> ApiError {
-        log::error!("{err}");
-        ApiError::from(&err)
-    }
+    queued: WorkQueue,
 }
 
 #[derive(OpenApi)]
@@ -89,39 +83,30 @@ fn storage(config: &Config) -> anyhow::Result<Option<Storage>> {
 }
 
 /// Creates the bucket if missing, retrying until S3 answers or the service stops.
-async fn ensure_bucket(storage: Storage, stop: tokio_util::sync::CancellationToken) {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match storage.ensure_bucket().await {
-            Ok(()) => return,
-            Err(e) => log::warn!("bucket not ready yet, retrying in {delay:?}: {e}"),
-        }
+async fn ensure_bucket(storage: Storage, stop: CancellationToken) {
+    const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    for attempt in 1u32.. {
+        let Err(e) = storage.ensure_bucket().await else {
+            return;
+        };
+        let delay = RETRY.delay(attempt);
+        log::warn!("bucket not ready yet, retrying in {delay:?}: {e}");
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
-    let addr = listener.local_addr()?;
-    let callback_secret = match &config.download_callback_secret {
-        Some(text) => Some(
-            WebhookSecret::parse(text)
-                .map_err(|e| anyhow::anyhow!("DOWNLOAD_CALLBACK_SECRET: {e}"))?,
-        ),
-        None => {
-            log::warn!("DOWNLOAD_CALLBACK_SECRET is not set: completion callbacks go unsigned");
-            None
-        }
-    };
+    let callback_secret = WebhookSecret::from_setting(
+        "DOWNLOAD_CALLBACK_SECRET",
+        config.download_callback_secret.as_deref(),
+        "completion callbacks go unsigned",
+    )?;
     let storage = storage(&config)?;
-    let pool = db::pool(&config.database, Duration::from_secs(2)).map_err(anyhow::Error::msg)?;
-    let listen_config = tokio_postgres::Config::from_str(&config.database.database_url)?;
-    let database = Database::new(pool.clone());
     let mut background = Background::new();
-    background.push(database.migrate_in_background(background.token()));
+    let database = Database::start(&config.database, Duration::from_secs(2), &mut background)?;
     if let Some(storage) = storage.clone() {
         background.spawn(move |stop| ensure_bucket(storage, stop));
     }
@@ -144,46 +129,37 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         },
         concat!("pixpress-download/", env!("CARGO_PKG_VERSION")),
     );
+    let reports = WorkQueue::start(&database, reports::DUE_CHANNEL, &mut background);
+    let reporter = Arc::new(Reporter {
+        db: database.clone(),
+        http: http_client("download", Duration::from_secs(10)),
+        secret: callback_secret,
+        metrics: metrics.clone(),
+    });
+    reports.run_workers(&mut background, reporter, reports::CONCURRENCY);
+
+    let queued = WorkQueue::start(&database, download_tasks::QUEUED_CHANNEL, &mut background);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let worker = Arc::new(Worker {
         settings: WorkerSettings {
-            owner: format!(
-                "{}-{}-{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "download".into()),
-                std::process::id(),
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
-            concurrency: config.download_concurrency as usize,
+            owner: replica_name("download"),
             // Longer than any one task can take: the download, then decoding and S3.
             lease: timeout * 2 + Duration::from_secs(30),
             thumbnail_size: config.thumbnail_size,
             limits: thumbnail::Limits::default(),
         },
-        db: pool,
+        db: database.clone(),
         fetcher,
         storage: storage.clone(),
-        http: http_client("download", Duration::from_secs(10)),
-        callback_secret,
+        reports,
         metrics,
         cpu: Arc::new(Semaphore::new(cores)),
     });
-    let wake = Arc::new(Notify::new());
-    background.spawn({
-        let wake = Arc::clone(&wake);
-        move |stop| notify::listen(listen_config, download_tasks::QUEUED_CHANNEL, wake, stop)
-    });
-    let queued = Announcer::new(database.pool.clone(), download_tasks::QUEUED_CHANNEL);
-    background.spawn({
-        let queued = queued.clone();
-        move |stop| queued.run(stop)
-    });
-    let schema = database.clone();
-    background.spawn(move |stop| async move {
-        if schema.wait_until_migrated(&stop).await {
-            let concurrency = worker.settings.concurrency;
-            queue::run(worker, concurrency, wake, stop).await;
-        }
-    });
+    queued.run_workers(
+        &mut background,
+        worker,
+        config.download_concurrency as usize,
+    );
 
     let readiness = Readiness::new().with_database(&database).with_check("s3", {
         let storage = storage.clone();
@@ -192,7 +168,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
             async move {
                 match storage {
                     Some(storage) => storage.check().await,
-                    None => Err("S3_ENDPOINT is not configured".to_owned()),
+                    None => Err(StorageError::NotConfigured),
                 }
             }
         }
@@ -205,21 +181,21 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let settings = HttpSettings {
         metrics: http_metrics,
         readiness,
-        openapi: openapi_document("download-service", DownloadApi::openapi()),
+        openapi: DownloadApi::openapi(),
         shutdown_grace: config.common.shutdown_grace(),
-        json_limit: 64 * 1024,
+        json_limit: JSON_LIMIT,
         workers: 0,
     };
-    let server = server::serve(listener, settings, move |cfg| {
-        cfg.app_data(state.clone())
-            .configure(routes::downloads::configure)
-            .configure(routes::images::configure);
-    })?;
-    Ok(Service::new(
+    let service = Service::start(
         "download-service",
-        addr,
-        server,
+        listener,
+        settings,
         background,
-        config.common.shutdown_grace(),
-    ))
+        move |cfg| {
+            cfg.app_data(state.clone())
+                .configure(routes::downloads::configure)
+                .configure(routes::images::configure);
+        },
+    )?;
+    Ok(service)
 }

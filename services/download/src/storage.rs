@@ -35,19 +35,6 @@ pub struct StorageConfig {
     pub secret_key: String,
 }
 
-impl std::fmt::Debug for StorageConfig {
-    // The secret key stays out of logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorageConfig")
-            .field("endpoint", &self.endpoint)
-            .field("public_endpoint", &self.public_endpoint)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("access_key", &self.access_key)
-            .finish_non_exhaustive()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The settings cannot describe a usable bucket (a start-up error).
@@ -63,6 +50,19 @@ pub enum StorageError {
         #[source]
         source: S3Error,
     },
+    /// The bucket failed the readiness probe: unreachable, missing or refusing us.
+    #[error("S3 bucket {bucket}: {source}")]
+    Unready {
+        bucket: String,
+        #[source]
+        source: S3Error,
+    },
+    /// The bucket did not answer the readiness probe in time.
+    #[error("S3 bucket {bucket}: no answer within {after:?}")]
+    NoAnswer { bucket: String, after: Duration },
+    /// There is no bucket to use: `S3_ENDPOINT` is not set.
+    #[error("S3_ENDPOINT is not configured")]
+    NotConfigured,
 }
 
 impl StorageError {
@@ -179,14 +179,18 @@ impl Storage {
     }
 
     /// Readiness: the bucket answers a signed request. The error says why not.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), StorageError> {
+        let bucket = || self.bucket.name.clone();
         match tokio::time::timeout(CHECK_TIMEOUT, self.probe()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("S3 bucket {}: {e}", self.bucket.name)),
-            Err(_) => Err(format!(
-                "S3 bucket {}: no answer within {CHECK_TIMEOUT:?}",
-                self.bucket.name
-            )),
+            Ok(Err(source)) => Err(StorageError::Unready {
+                bucket: bucket(),
+                source,
+            }),
+            Err(_) => Err(StorageError::NoAnswer {
+                bucket: bucket(),
+                after: CHECK_TIMEOUT,
+            }),
         }
     }
 

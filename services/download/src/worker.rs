@@ -1,6 +1,6 @@
 //! The download workers: claim a task, fetch the URL safely, make the thumbnail off
-//! the async runtime, store both objects in S3 under content-addressed keys, record
-//! the result, and deliver the signed completion callback.
+//! the async runtime, store both objects in S3 under content-addressed keys, and
+//! record the result, which makes its completion report due (`crate::reports`).
 //!
 //! Tasks live in PostgreSQL and are claimed with `FOR UPDATE SKIP LOCKED` and a
 //! lease, so replicas share the work and a task whose worker died is claimed again
@@ -11,31 +11,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pixpress_domain::download::FailureReason;
-use pixpress_kit::db::{DbError, PgPool};
-use pixpress_kit::queue::QueueWorker;
+use pixpress_kit::db::{Database, DbError};
+use pixpress_kit::queue::{QueueWorker, WorkQueue};
 use pixpress_kit::retry::Backoff;
-use pixpress_kit::webhook::WebhookSecret;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::download_tasks::{self, ClaimedTask, DueCallback, Stored};
+use crate::download_tasks::{self, ClaimedTask, Stored};
 use crate::fetch::Fetcher;
 use crate::metrics::DownloadMetrics;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::thumbnail::{self, Limits, ThumbnailError};
 
 /// Attempts at a download before a transient failure becomes final.
 const MAX_ATTEMPTS: i32 = 6;
 const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-/// Completion callbacks are retried for about an hour, then abandoned.
-const MAX_CALLBACK_ATTEMPTS: i32 = 60;
-const CALLBACK_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 /// Objects are content-addressed, so they never change: cache them for a year.
 const CACHE_FOREVER: &str = "public, max-age=31536000, immutable";
 
 pub struct WorkerSettings {
     pub owner: String,
-    pub concurrency: usize,
     pub lease: Duration,
     pub thumbnail_size: u32,
     pub limits: Limits,
@@ -43,11 +38,11 @@ pub struct WorkerSettings {
 
 pub struct Worker {
     pub settings: WorkerSettings,
-    pub db: PgPool,
+    pub db: Database,
     pub fetcher: Fetcher,
     pub storage: Option<Storage>,
-    pub http: reqwest::Client,
-    pub callback_secret: Option<WebhookSecret>,
+    /// Announced when a task ends, so its completion report goes out at once.
+    pub reports: WorkQueue,
     pub metrics: DownloadMetrics,
     /// Decoding is CPU and memory heavy: at most one per core at a time.
     pub cpu: Arc<Semaphore>,
@@ -137,7 +132,7 @@ impl Worker {
             Failure::new(
                 FailureReason::StorageFailed,
                 true,
-                "S3_ENDPOINT is not configured",
+                StorageError::NotConfigured.to_string(),
             )
         })?;
         let original_key = format!("originals/{hash}");
@@ -151,7 +146,7 @@ impl Worker {
                     .put(&key, &body, content_type, CACHE_FOREVER)
                     .await?;
             }
-            Ok::<_, crate::storage::StorageError>(())
+            Ok::<_, StorageError>(())
         };
         let len = bytes.len();
         store(original_key.clone(), bytes, content_type)
@@ -189,6 +184,7 @@ impl Worker {
                     .inc();
                 log::info!("download {} completed ({} bytes)", task.id, stored.bytes);
                 download_tasks::complete(&*conn, task.id, owner, &stored).await?;
+                self.reports.announce();
             }
             Err(failure) if failure.transient && task.attempts + 1 < MAX_ATTEMPTS => {
                 let reason = failure.reason;
@@ -212,72 +208,10 @@ impl Worker {
                     .inc();
                 log::warn!("download {} failed: {reason}: {}", task.id, failure.detail);
                 download_tasks::fail(&*conn, task.id, owner, reason).await?;
+                self.reports.announce();
             }
         }
         Ok(())
-    }
-
-    /// Sends every due completion callback (signed), rescheduling failures.
-    async fn deliver_due_callbacks(&self) -> Result<(), DbError> {
-        let due = {
-            let conn = self.db.get().await?;
-            download_tasks::claim_callbacks(&*conn, Duration::from_secs(60), 16).await?
-        };
-        let sends = due.into_iter().map(|callback| self.deliver(callback));
-        for result in futures_util::future::join_all(sends).await {
-            result?;
-        }
-        Ok(())
-    }
-
-    async fn deliver(&self, callback: DueCallback) -> Result<(), DbError> {
-        let id = callback.task.id;
-        let body = serde_json::to_vec(&callback.task).unwrap_or_default();
-        let mut request = self
-            .http
-            .post(&callback.callback_url)
-            .header("content-type", "application/json")
-            .body(body.clone());
-        if let Some(secret) = &self.callback_secret {
-            for (name, value) in secret.headers(&body) {
-                request = request.header(name, value);
-            }
-        }
-        let outcome = match request.send().await {
-            Ok(res) if res.status().is_success() => Ok(()),
-            Ok(res)
-                if res.status().is_client_error()
-                    && !matches!(res.status().as_u16(), 408 | 429) =>
-            {
-                Err((false, format!("answered {}", res.status())))
-            }
-            Ok(res) => Err((true, format!("answered {}", res.status()))),
-            Err(e) => Err((true, e.to_string())),
-        };
-        let conn = self.db.get().await?;
-        match outcome {
-            Ok(()) => {
-                self.metrics
-                    .callbacks
-                    .with_label_values(&["delivered"])
-                    .inc();
-                download_tasks::callback_done(&*conn, id).await
-            }
-            Err((true, why)) if callback.attempts + 1 < MAX_CALLBACK_ATTEMPTS => {
-                self.metrics.callbacks.with_label_values(&["retried"]).inc();
-                let delay = CALLBACK_RETRY.jittered((callback.attempts + 1) as u32);
-                log::info!("callback for download {id} {why}; retrying in {delay:?}");
-                download_tasks::callback_later(&*conn, id, delay).await
-            }
-            Err((_, why)) => {
-                self.metrics
-                    .callbacks
-                    .with_label_values(&["abandoned"])
-                    .inc();
-                log::warn!("giving up on the callback for download {id}: {why}");
-                download_tasks::callback_done(&*conn, id).await
-            }
-        }
     }
 }
 
@@ -298,11 +232,5 @@ impl QueueWorker for Worker {
 
     async fn work(self: Arc<Self>, task: ClaimedTask) {
         self.process(task).await
-    }
-
-    async fn between_rounds(&self) {
-        if let Err(e) = self.deliver_due_callbacks().await {
-            log::warn!("cannot deliver download callbacks: {e}");
-        }
     }
 }

@@ -6,13 +6,12 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use pixpress_domain::download::{CreateDownload, DownloadTask};
-use pixpress_domain::Problem;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
-use pixpress_kit::ApiError;
 use uuid::Uuid;
 
 use crate::download_tasks;
+use crate::error::DownloadError;
 use crate::State;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,25 +24,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 202, description = "Queued", body = DownloadTask,
             headers(("Location" = String, description = "The task"))),
-        (status = 400, description = "Invalid body; each bad field is named", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 400, description = "Invalid body; each bad field is named"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Not JSON"),
+        (status = 503, description = "The database is unavailable",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn create_download(
     state: web::Data<State>,
     body: ValidJson<CreateDownload>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, DownloadError> {
     let request = body.into_inner();
-    let conn = state
-        .db
-        .pool
-        .get()
-        .await
-        .map_err(|e| state.db_error(e.into()))?;
-    let task = download_tasks::insert(&*conn, &request.url, request.callback_url.as_deref())
-        .await
-        .map_err(|e| state.db_error(e))?;
+    let conn = state.db.get().await?;
+    let task =
+        download_tasks::insert(&*conn, &request.url, request.callback_url.as_deref()).await?;
     state.queued.announce();
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/downloads/{}", task.id)))
@@ -54,23 +48,18 @@ pub async fn create_download(
     params(("id" = Uuid, Path, description = "The task")),
     responses(
         (status = 200, description = "The task", body = DownloadTask),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 404, description = "No such task"),
+        (status = 503, description = "The database is unavailable",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn get_download(
     state: web::Data<State>,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
-    let conn = state
-        .db
-        .pool
-        .get()
-        .await
-        .map_err(|e| state.db_error(e.into()))?;
+) -> Result<HttpResponse, DownloadError> {
     let id = id.into_inner();
-    download_tasks::get(&*conn, id)
-        .await
-        .map_err(|e| state.db_error(e))?
-        .map(|task| HttpResponse::Ok().json(task))
-        .ok_or_else(|| ApiError::not_found(format!("no download {id}")))
+    let conn = state.db.get().await?;
+    let task = download_tasks::get(&*conn, id)
+        .await?
+        .ok_or(DownloadError::DownloadNotFound(id))?;
+    Ok(HttpResponse::Ok().json(task))
 }

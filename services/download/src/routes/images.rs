@@ -4,12 +4,11 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use pixpress_domain::download::DownloadState;
-use pixpress_domain::Problem;
 use pixpress_kit::problem::resource;
-use pixpress_kit::ApiError;
 use uuid::Uuid;
 
 use crate::download_tasks;
+use crate::error::DownloadError;
 use crate::State;
 
 /// How long a presigned URL stays valid.
@@ -26,44 +25,37 @@ enum Variant {
     Thumbnail,
 }
 
-async fn redirect(state: &State, id: Uuid, variant: Variant) -> Result<HttpResponse, ApiError> {
-    let conn = state
-        .db
-        .pool
-        .get()
-        .await
-        .map_err(|e| state.db_error(e.into()))?;
+async fn redirect(
+    state: &State,
+    id: Uuid,
+    variant: Variant,
+) -> Result<HttpResponse, DownloadError> {
+    let conn = state.db.get().await?;
     let task = download_tasks::get(&*conn, id)
-        .await
-        .map_err(|e| state.db_error(e))?
-        .ok_or_else(|| ApiError::not_found(format!("no image {id}")))?;
+        .await?
+        .ok_or(DownloadError::ImageNotFound(id))?;
     let key = match (task.state, variant) {
         (DownloadState::Completed, Variant::Original) => task.original_key,
         (DownloadState::Completed, Variant::Thumbnail) => task.thumbnail_key,
         (DownloadState::Failed, _) => {
-            return Err(ApiError::not_found(format!(
-                "image {id} could not be downloaded ({})",
-                task.error.unwrap_or_default()
-            )))
+            return Err(DownloadError::ImageFailed {
+                id,
+                reason: task.error.unwrap_or_default(),
+            })
         }
         (DownloadState::Queued | DownloadState::Running, _) => {
-            return Err(
-                ApiError::conflict(format!("image {id} is not downloaded yet")).retry_after(1),
-            )
+            return Err(DownloadError::ImageNotReady(id))
         }
     };
-    let key = key.ok_or_else(|| ApiError::not_found(format!("image {id} has no stored object")))?;
+    let key = key.ok_or(DownloadError::ObjectMissing(id))?;
     let storage = state
         .storage
         .as_ref()
-        .ok_or_else(|| ApiError::unavailable("object storage is not configured"))?;
+        .ok_or(DownloadError::StorageNotConfigured)?;
     let url = storage
         .presign_get(&key, PRESIGNED_FOR_SECS)
         .await
-        .map_err(|e| {
-            log::error!("presigning {key}: {e}");
-            ApiError::unavailable("object storage is unavailable; retry later").retry_after(1)
-        })?;
+        .map_err(DownloadError::StorageUnavailable)?;
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, url))
         .insert_header((header::CACHE_CONTROL, "private, max-age=60"))
@@ -77,14 +69,16 @@ async fn redirect(state: &State, id: Uuid, variant: Variant) -> Result<HttpRespo
         (status = 302, description = "To a presigned S3 URL of the original, valid for an hour",
             headers(("Location" = String, description = "The presigned URL"),
                 ("Cache-Control" = String, description = "`private, max-age=60`"))),
-        (status = 404, description = "No such image, or its download failed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
-        (status = 503, description = "The database or object storage is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 404, description = "No such image, or its download failed"),
+        (status = 409, description = "Not downloaded yet",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The database or object storage is unavailable",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn original(
     state: web::Data<State>,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, DownloadError> {
     redirect(&state, id.into_inner(), Variant::Original).await
 }
 
@@ -95,13 +89,15 @@ pub async fn original(
         (status = 302, description = "To a presigned S3 URL of the JPEG thumbnail, valid for an hour",
             headers(("Location" = String, description = "The presigned URL"),
                 ("Cache-Control" = String, description = "`private, max-age=60`"))),
-        (status = 404, description = "No such image, or its download failed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not downloaded yet", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
-        (status = 503, description = "The database or object storage is unavailable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 404, description = "No such image, or its download failed"),
+        (status = 409, description = "Not downloaded yet",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The database or object storage is unavailable",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn thumbnail(
     state: web::Data<State>,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, DownloadError> {
     redirect(&state, id.into_inner(), Variant::Thumbnail).await
 }

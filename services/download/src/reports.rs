@@ -1,0 +1,101 @@
+//! The completion reports: once a task ends, its `callback_url` gets the task,
+//! signed per Standard Webhooks, retried with backoff for about an hour while it
+//! fails.
+//!
+//! Reports are a queue of their own (`callback_due_at` in `download_tasks`), with
+//! workers of their own: a slow or dead callback URL never delays a download, and a
+//! finished task's report is sent the moment it is recorded (the task worker
+//! announces it), not on some later round.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pixpress_kit::client::is_transient;
+use pixpress_kit::db::{Database, DbError};
+use pixpress_kit::queue::QueueWorker;
+use pixpress_kit::retry::Backoff;
+use pixpress_kit::webhook::WebhookSecret;
+
+use crate::download_tasks::{self, DueCallback};
+use crate::metrics::DownloadMetrics;
+
+/// Channel notified when a report becomes due.
+pub const DUE_CHANNEL: &str = "download_reports_due";
+/// Reports being sent at once, per replica.
+pub const CONCURRENCY: usize = 16;
+/// Reports are retried for about an hour, then abandoned.
+const MAX_ATTEMPTS: i32 = 60;
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+/// How long a claimed report is this replica's before another may send it.
+const LEASE: Duration = Duration::from_secs(60);
+
+pub struct Reporter {
+    pub db: Database,
+    pub http: reqwest::Client,
+    pub secret: Option<WebhookSecret>,
+    pub metrics: DownloadMetrics,
+}
+
+impl Reporter {
+    async fn deliver(&self, report: DueCallback) -> Result<(), DbError> {
+        let id = report.task.id;
+        // Serializing a struct of strings, numbers and times cannot fail.
+        let body = serde_json::to_vec(&report.task).unwrap_or_default();
+        let mut request = self
+            .http
+            .post(&report.callback_url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(secret) = &self.secret {
+            for (name, value) in secret.headers(&body) {
+                request = request.header(name, value);
+            }
+        }
+        let outcome = match request.send().await {
+            Ok(res) if res.status().is_success() => Ok(()),
+            // A client error other than "later, please" will not change on a retry.
+            Ok(res) if res.status().is_client_error() && !is_transient(res.status()) => {
+                Err((false, format!("answered {}", res.status())))
+            }
+            Ok(res) => Err((true, format!("answered {}", res.status()))),
+            Err(e) => Err((true, e.to_string())),
+        };
+        let conn = self.db.get().await?;
+        let count = |outcome: &str| self.metrics.callbacks.with_label_values(&[outcome]).inc();
+        match outcome {
+            Ok(()) => {
+                count("delivered");
+                download_tasks::callback_done(&*conn, id).await
+            }
+            Err((true, why)) if report.attempts + 1 < MAX_ATTEMPTS => {
+                count("retried");
+                let delay = RETRY.jittered((report.attempts + 1) as u32);
+                log::info!("callback for download {id} {why}; retrying in {delay:?}");
+                download_tasks::callback_later(&*conn, id, delay).await
+            }
+            Err((_, why)) => {
+                count("abandoned");
+                log::warn!("giving up on the callback for download {id}: {why}");
+                download_tasks::callback_done(&*conn, id).await
+            }
+        }
+    }
+}
+
+impl QueueWorker for Reporter {
+    type Item = DueCallback;
+    const WHAT: &'static str = "download completion reports";
+
+    async fn claim(&self, limit: usize) -> Result<Vec<DueCallback>, DbError> {
+        let conn = self.db.get().await?;
+        download_tasks::claim_callbacks(&*conn, LEASE, limit as i64).await
+    }
+
+    async fn work(self: Arc<Self>, report: DueCallback) {
+        let id = report.task.id;
+        if let Err(e) = self.deliver(report).await {
+            // The report's lease will expire and it will be claimed again.
+            log::error!("could not record the callback of download {id}: {e}");
+        }
+    }
+}
