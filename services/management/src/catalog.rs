@@ -8,12 +8,12 @@ use std::sync::RwLock;
 
 use pixpress_domain::management::{Image, ImageStatus, Lookup, Printer};
 
-/// Why a lookup refuses.
+/// Why a lookup refuses, naming the image asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LookupRefusal {
-    NoSuchImage,
-    NotOwner,
-    NotReady,
+    NoSuchImage(i64),
+    NotOwner(i64),
+    NotReady(i64),
     NoPrinter,
 }
 
@@ -41,9 +41,9 @@ pub enum Settled {
 #[derive(Debug, PartialEq, Eq)]
 pub enum SettleRefusal {
     /// No image has this id (never created, or deleted since).
-    NoSuchImage,
-    /// The image already holds a different final result.
-    AlreadySettled(ImageStatus),
+    NoSuchImage(i64),
+    /// The image already holds a different final result, of this status.
+    AlreadySettled(i64, ImageStatus),
 }
 
 #[derive(Default)]
@@ -125,7 +125,7 @@ impl Catalog {
     /// image accepts a repeat of its own result and refuses any other.
     pub fn settle(&self, id: i64, result: DownloadResult) -> Result<Settled, SettleRefusal> {
         let mut images = self.images_write();
-        let image = images.get_mut(&id).ok_or(SettleRefusal::NoSuchImage)?;
+        let image = images.get_mut(&id).ok_or(SettleRefusal::NoSuchImage(id))?;
         let (status, original_url, thumbnail_url, error) = match result {
             DownloadResult::Completed {
                 original_url,
@@ -146,7 +146,7 @@ impl Catalog {
             return if same {
                 Ok(Settled::Unchanged)
             } else {
-                Err(SettleRefusal::AlreadySettled(image.status))
+                Err(SettleRefusal::AlreadySettled(id, image.status))
             };
         }
         image.status = status;
@@ -162,13 +162,13 @@ impl Catalog {
             .images_read()
             .get(&file_id)
             .cloned()
-            .ok_or(LookupRefusal::NoSuchImage)?;
+            .ok_or(LookupRefusal::NoSuchImage(file_id))?;
         if image.user_id != user_id {
-            return Err(LookupRefusal::NotOwner);
+            return Err(LookupRefusal::NotOwner(file_id));
         }
         let image_url = match (image.status, image.original_url) {
             (ImageStatus::Ready, Some(url)) => url,
-            _ => return Err(LookupRefusal::NotReady),
+            _ => return Err(LookupRefusal::NotReady(file_id)),
         };
         // Every image prints on the first registered printer.
         let printer = self
@@ -215,9 +215,15 @@ mod tests {
         let catalog = Catalog::new("http://printer");
         let pending = catalog.create_image(1, "http://x/a.jpg".into(), false);
         let ready = catalog.create_image(1, "http://x/b.jpg".into(), true);
-        assert_eq!(catalog.lookup(1, 999), Err(LookupRefusal::NoSuchImage));
-        assert_eq!(catalog.lookup(2, ready.id), Err(LookupRefusal::NotOwner));
-        assert_eq!(catalog.lookup(1, pending.id), Err(LookupRefusal::NotReady));
+        assert_eq!(catalog.lookup(1, 999), Err(LookupRefusal::NoSuchImage(999)));
+        assert_eq!(
+            catalog.lookup(2, ready.id),
+            Err(LookupRefusal::NotOwner(ready.id))
+        );
+        assert_eq!(
+            catalog.lookup(1, pending.id),
+            Err(LookupRefusal::NotReady(pending.id))
+        );
         let ok = catalog.lookup(1, ready.id).unwrap();
         assert_eq!(ok.image_url, "http://x/b.jpg");
         assert_eq!(
@@ -246,12 +252,15 @@ mod tests {
         };
         assert_eq!(
             catalog.settle(image.id, failed.clone()),
-            Err(SettleRefusal::AlreadySettled(ImageStatus::Ready))
+            Err(SettleRefusal::AlreadySettled(image.id, ImageStatus::Ready))
         );
         assert_eq!(
             catalog.lookup(1, image.id).unwrap().image_url,
             "http://d/images/t/original"
         );
-        assert_eq!(catalog.settle(999, failed), Err(SettleRefusal::NoSuchImage));
+        assert_eq!(
+            catalog.settle(999, failed),
+            Err(SettleRefusal::NoSuchImage(999))
+        );
     }
 }

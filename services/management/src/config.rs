@@ -74,22 +74,3 @@ impl Config {
         Duration::from_secs(self.download_retry_secs)
     }
 }
-
-// Written out so the callback secret never reaches a log line.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("http_addr", &self.http_addr)
-            .field("common", &self.common)
-            .field("download_url", &self.download_url)
-            .field("management_public_url", &self.management_public_url)
-            .field(
-                "download_callback_secret",
-                &self.download_callback_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("download_retry_secs", &self.download_retry_secs)
-            .field("printer_url", &self.printer_url)
-            .field("management_latency_ms", &self.management_latency_ms)
-            .finish()
-    }
-}

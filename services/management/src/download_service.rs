@@ -13,7 +13,8 @@
 use std::time::{Duration, Instant};
 
 use pixpress_domain::download::{CreateDownload, DownloadTask, FailureReason};
-use pixpress_kit::client::{http_client, ForwardRequestId};
+use pixpress_kit::client::{http_client, is_transient, ForwardRequestId};
+use pixpress_kit::retry::Backoff;
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -23,14 +24,14 @@ use crate::metrics::DownloadMetrics;
 
 /// How long one `POST /downloads` may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The first pause between attempts; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The pauses between attempts: from a quarter second, doubling up to 5 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
 
 /// Why one request for a download did not get through.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// Worth asking again later: no connection, a timeout, a 5xx, 408 or 429.
+    /// Worth asking again later: no connection, a timeout, or a transient status
+    /// (`pixpress_kit::client::is_transient`: a 5xx, 408 or 429).
     #[error("download service unavailable: {0}")]
     Unavailable(String),
     /// download-service refused the request; the same request would be refused again.
@@ -128,7 +129,7 @@ impl DownloadService {
         url: &str,
     ) -> RequestOutcome {
         let deadline = Instant::now() + self.retry_window;
-        let mut backoff = FIRST_BACKOFF;
+        let mut failures = 0;
         loop {
             if !catalog.is_pending(image_id) {
                 return RequestOutcome::Abandoned;
@@ -163,11 +164,11 @@ impl DownloadService {
                 );
             }
             log::warn!("asking download-service for image {image_id} again: {cause}");
+            failures += 1;
             tokio::select! {
-                () = tokio::time::sleep(backoff.min(left)) => {}
+                () = tokio::time::sleep(BACKOFF.jittered(failures).min(left)) => {}
                 () = self.stop.cancelled() => return RequestOutcome::Abandoned,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -196,10 +197,7 @@ impl DownloadService {
             }
             return Ok(());
         }
-        let transient = status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT;
-        if transient {
+        if is_transient(status) {
             return Err(RequestError::Unavailable(format!("it answered {status}")));
         }
         let detail = response.text().await.unwrap_or_default();
@@ -225,7 +223,7 @@ fn fail(
     match catalog.settle(image_id, failed) {
         Ok(Settled::Applied) => outcome,
         Ok(Settled::Unchanged)
-        | Err(SettleRefusal::NoSuchImage | SettleRefusal::AlreadySettled(_)) => {
+        | Err(SettleRefusal::NoSuchImage(_) | SettleRefusal::AlreadySettled(..)) => {
             RequestOutcome::Abandoned
         }
     }

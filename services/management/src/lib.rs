@@ -7,6 +7,7 @@
 mod catalog;
 mod config;
 mod download_service;
+mod error;
 mod metrics;
 mod routes;
 
@@ -16,10 +17,10 @@ use std::time::Duration;
 use actix_web::web;
 use pixpress_domain::management::http_url;
 use pixpress_kit::auth::Authenticator;
-use pixpress_kit::health::{openapi_document, Readiness};
+use pixpress_kit::health::Readiness;
 use pixpress_kit::metrics::http_metrics;
-use pixpress_kit::server::{self, Background, HttpSettings, Service};
-use pixpress_kit::webhook::WebhookSecret;
+use pixpress_kit::server::{Background, HttpSettings, Service, JSON_LIMIT};
+use pixpress_kit::webhook::{CallbackSecret, WebhookSecret};
 use utoipa::OpenApi;
 
 use catalog::Catalog;
@@ -33,8 +34,6 @@ pub struct State {
     lookups: LookupMetrics,
     lookup_latency: Duration,
     downloads: DownloadService,
-    /// `None` when `DOWNLOAD_CALLBACK_SECRET` is unset: every callback is refused.
-    callback_secret: Option<WebhookSecret>,
 }
 
 #[derive(OpenApi)]
@@ -55,28 +54,18 @@ struct ManagementApi;
 
 /// Builds management-api on `listener`; fails naming the setting that is malformed.
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
-    let addr = listener.local_addr()?;
-    let authenticator =
-        web::Data::new(Authenticator::from_args(&config.auth).map_err(anyhow::Error::msg)?);
+    let authenticator = web::Data::new(Authenticator::from_args(&config.auth)?);
     for (name, value) in [
         ("DOWNLOAD_URL", &config.download_url),
         ("MANAGEMENT_PUBLIC_URL", &config.management_public_url),
     ] {
         http_url(value).map_err(|_| anyhow::anyhow!("{name} must be an http(s) URL"))?;
     }
-    let callback_secret = match &config.download_callback_secret {
-        Some(text) => Some(
-            WebhookSecret::parse(text)
-                .map_err(|e| anyhow::anyhow!("DOWNLOAD_CALLBACK_SECRET: {e}"))?,
-        ),
-        None => {
-            log::warn!(
-                "DOWNLOAD_CALLBACK_SECRET is not set: every download callback will be refused, \
-                 so no image will become ready"
-            );
-            None
-        }
-    };
+    let callback_secret = WebhookSecret::from_setting(
+        "DOWNLOAD_CALLBACK_SECRET",
+        config.download_callback_secret.as_deref(),
+        "every download callback will be refused, so no image will become ready",
+    )?;
     let background = Background::new();
     let metrics = http_metrics("management");
     let state = web::Data::new(State {
@@ -90,29 +79,31 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
             background.token(),
             DownloadMetrics::new(&metrics.registry),
         ),
-        callback_secret,
     });
+    // `None` when `DOWNLOAD_CALLBACK_SECRET` is unset: every callback is refused.
+    let callback_secret = web::Data::new(CallbackSecret(callback_secret));
     let settings = HttpSettings {
         metrics,
         readiness: Readiness::new(),
-        openapi: openapi_document("management-api", ManagementApi::openapi()),
+        openapi: ManagementApi::openapi(),
         shutdown_grace: config.common.shutdown_grace(),
-        json_limit: 64 * 1024,
+        json_limit: JSON_LIMIT,
         workers: 0,
     };
-    let server = server::serve(listener, settings, move |cfg| {
-        cfg.app_data(state.clone())
-            .app_data(authenticator.clone())
-            .configure(routes::images::configure)
-            .configure(routes::internal::configure)
-            .configure(routes::lookup::configure)
-            .configure(routes::printers::configure);
-    })?;
-    Ok(Service::new(
+    let service = Service::start(
         "management-api",
-        addr,
-        server,
+        listener,
+        settings,
         background,
-        config.common.shutdown_grace(),
-    ))
+        move |cfg| {
+            cfg.app_data(state.clone())
+                .app_data(authenticator.clone())
+                .app_data(callback_secret.clone())
+                .configure(routes::images::configure)
+                .configure(routes::internal::configure)
+                .configure(routes::lookup::configure)
+                .configure(routes::printers::configure);
+        },
+    )?;
+    Ok(service)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use helpers::{
     assert_problem, callback_with, client, closed_port_url, create, create_pending, image, lookup,
-    metrics, signed_callback, spawn, task, SECRET,
+    metrics, outcome_count, signed_callback, spawn, task, SECRET,
 };
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::fixture::{Fixture, Recorded, Reply};
@@ -157,13 +157,16 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
     assert_eq!(image(&url, 1, id).await, ready);
 
     let text = metrics(&url).await;
-    for line in [
-        r#"pixpress_management_downloads_requested_total{outcome="accepted"} 1"#,
-        r#"pixpress_management_download_callbacks_total{outcome="completed"} 1"#,
-        r#"pixpress_management_download_callbacks_total{outcome="unchanged"} 1"#,
-        r#"pixpress_management_download_callbacks_total{outcome="conflict"} 2"#,
+    let requested = "pixpress_management_downloads_requested_total";
+    let callbacks = "pixpress_management_download_callbacks_total";
+    for (name, outcome, count) in [
+        (requested, "accepted", 1.0),
+        (callbacks, "completed", 1.0),
+        (callbacks, "unchanged", 1.0),
+        (callbacks, "conflict", 2.0),
     ] {
-        assert!(text.contains(line), "no {line} in:\n{text}");
+        let counted = pixpress_testkit::metrics::value(&text, name, &[("outcome", outcome)]);
+        assert_eq!(counted, Some(count), "{name} {outcome} in:\n{text}");
     }
 }
 
@@ -231,9 +234,8 @@ async fn reports_without_a_valid_signature_are_refused_and_change_nothing() {
         .await;
     }
     assert_eq!(image(&url, 1, id).await, created);
-    assert!(metrics(&url)
-        .await
-        .contains(r#"pixpress_management_download_callbacks_total{outcome="unauthorized"} 4"#));
+    let name = "pixpress_management_download_callbacks_total";
+    assert_eq!(outcome_count(&url, name, "unauthorized").await, Some(4.0));
 }
 
 #[tokio::test]
@@ -309,9 +311,8 @@ async fn an_unreachable_download_service_fails_the_image_as_unreachable() {
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"], "unreachable");
     assert_problem(lookup(&url, 1, id).await, 409).await;
-    assert!(metrics(&url)
-        .await
-        .contains(r#"pixpress_management_downloads_requested_total{outcome="unreachable"} 1"#));
+    let name = "pixpress_management_downloads_requested_total";
+    assert_eq!(outcome_count(&url, name, "unreachable").await, Some(1.0));
 }
 
 #[tokio::test]
@@ -329,10 +330,8 @@ async fn a_download_service_answering_5xx_is_asked_again_until_it_takes_the_down
     let url = spawn(|c| c.download_url = download_url);
     let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
     eventually("the download to be accepted", WAIT, || async {
-        metrics(&url)
-            .await
-            .contains(r#"pixpress_management_downloads_requested_total{outcome="accepted"} 1"#)
-            .then_some(())
+        let name = "pixpress_management_downloads_requested_total";
+        (outcome_count(&url, name, "accepted").await == Some(1.0)).then_some(())
     })
     .await;
     assert_eq!(download_requests(&fixture).len(), 3);

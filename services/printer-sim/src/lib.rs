@@ -7,6 +7,7 @@
 //! memory.
 
 mod config;
+mod error;
 mod printer;
 mod routes;
 pub mod spool;
@@ -16,9 +17,9 @@ use std::sync::Arc;
 
 use actix_web::web;
 use pixpress_kit::client::http_client;
-use pixpress_kit::health::{openapi_document, Readiness};
+use pixpress_kit::health::Readiness;
 use pixpress_kit::metrics::{http_metrics, MetricsRegistrar};
-use pixpress_kit::server::{self, Background, HttpSettings, Service};
+use pixpress_kit::server::{Background, HttpSettings, Service, JSON_LIMIT};
 use pixpress_kit::webhook::WebhookSecret;
 use utoipa::OpenApi;
 
@@ -38,19 +39,11 @@ use printer::Printer;
 struct PrinterApi;
 
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
-    let addr = listener.local_addr()?;
-    let secret = match &config.printer_callback_secret {
-        Some(text) => Some(
-            WebhookSecret::parse(text)
-                .map_err(|e| anyhow::anyhow!("PRINTER_CALLBACK_SECRET: {e}"))?,
-        ),
-        None => {
-            log::warn!(
-                "PRINTER_CALLBACK_SECRET is not set: callbacks go unsigned and will be refused"
-            );
-            None
-        }
-    };
+    let secret = WebhookSecret::from_setting(
+        "PRINTER_CALLBACK_SECRET",
+        config.printer_callback_secret.as_deref(),
+        "callbacks go unsigned and will be refused",
+    )?;
     let metrics = http_metrics("printer");
     let outcomes = MetricsRegistrar::new(&metrics.registry, "printer").int_counter_vec(
         "jobs_printed_total",
@@ -80,20 +73,14 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let settings = HttpSettings {
         metrics,
         readiness,
-        openapi: openapi_document("printer-sim", PrinterApi::openapi()),
+        openapi: PrinterApi::openapi(),
         shutdown_grace: config.common.shutdown_grace(),
-        json_limit: 64 * 1024,
+        json_limit: JSON_LIMIT,
         workers: 0,
     };
     let printer = web::Data::new(printer);
-    let server = server::serve(listener, settings, move |cfg| {
+    let service = Service::start("printer-sim", listener, settings, background, move |cfg| {
         cfg.app_data(printer.clone()).configure(routes::configure);
     })?;
-    Ok(Service::new(
-        "printer-sim",
-        addr,
-        server,
-        background,
-        config.common.shutdown_grace(),
-    ))
+    Ok(service)
 }

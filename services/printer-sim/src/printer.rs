@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pixpress_domain::printer::{CallbackStatus, PrintedJob, PrinterCallback, PrinterJob};
+use pixpress_kit::client::is_transient;
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::WebhookSecret;
 use prometheus::IntCounterVec;
@@ -21,12 +22,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::spool::{self, Entry, Journal, Outcome, Pending, Replay, JOURNAL_FILE};
+use crate::error::PrinterError;
+use crate::spool::{self, Entry, Journal, Outcome, Pending, Replay, SpoolError, JOURNAL_FILE};
 
 /// How long the printer keeps retrying one callback before giving up.
 const CALLBACK_PATIENCE: Duration = Duration::from_secs(600);
 /// Between attempts to open a spool that cannot be opened.
 const SPOOL_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+/// Between attempts to deliver a callback.
+const CALLBACK_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 pub struct Printer {
     jobs: Mutex<HashMap<Uuid, Tracked>>,
@@ -71,7 +75,7 @@ enum Spool {
         dir: PathBuf,
         journal: OnceLock<Journal>,
         /// Why it could not be opened (yet).
-        trouble: Mutex<Option<String>>,
+        trouble: Mutex<Option<SpoolError>>,
     },
 }
 
@@ -82,16 +86,13 @@ enum Registered {
     Busy,
 }
 
-/// What the printer says to a submitted job.
+/// A job the printer took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submission {
     /// New: it will be printed.
     Accepted,
     /// Seen before: acknowledged, not printed again.
     Duplicate,
-    /// Every slot is busy: try again later.
-    Busy,
-    /// The spool cannot record jobs now (starting, or its disk failed), with why.
-    Unavailable(String),
 }
 
 impl Printer {
@@ -133,7 +134,7 @@ impl Printer {
 
     /// The journal to record in: `Ok(None)` in memory, `Err(why)` when the spool
     /// cannot take records.
-    fn journal(&self) -> Result<Option<&Journal>, String> {
+    fn journal(&self) -> Result<Option<&Journal>, SpoolError> {
         let Spool::Durable {
             journal, trouble, ..
         } = &self.spool
@@ -149,12 +150,12 @@ impl Printer {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
-                .unwrap_or_else(|| "the spool is being read".to_owned())),
+                .unwrap_or(SpoolError::Opening)),
         }
     }
 
     /// Readiness: jobs can be taken and recorded.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SpoolError> {
         self.journal().map(|_| ())
     }
 
@@ -178,7 +179,10 @@ impl Printer {
             let reason = match opening {
                 Ok(Ok(opened)) => break opened,
                 Ok(Err(reason)) => reason,
-                Err(e) => format!("reading the spool panicked: {e}"),
+                Err(e) => SpoolError::Panicked {
+                    task: "reading the spool",
+                    message: e.to_string(),
+                },
             };
             failures += 1;
             let delay = SPOOL_RETRY.delay(failures);
@@ -256,14 +260,11 @@ impl Printer {
     }
 
     /// Takes a job: new ones are recorded (on disk first, with a spool) and printed.
-    pub async fn submit(self: &Arc<Self>, job: PrinterJob) -> Submission {
-        let journal = match self.journal() {
-            Ok(journal) => journal,
-            Err(why) => return Submission::Unavailable(why),
-        };
+    pub async fn submit(self: &Arc<Self>, job: PrinterJob) -> Result<Submission, PrinterError> {
+        let journal = self.journal().map_err(PrinterError::SpoolUnavailable)?;
         let id = job.correlation_id;
         let (repeat, recorded, permit) = match self.register(&job, journal) {
-            Registered::Busy => return Submission::Busy,
+            Registered::Busy => return Err(PrinterError::Busy),
             Registered::Repeat(recorded) => (true, recorded, None),
             Registered::New(recorded, permit) => (false, recorded, Some(permit)),
         };
@@ -273,11 +274,11 @@ impl Printer {
                     // Not on disk: not accepted. The sender will try again.
                     self.jobs().remove(&id);
                 }
-                return Submission::Unavailable(why);
+                return Err(PrinterError::SpoolUnavailable(why));
             }
         }
         let Some(permit) = permit else {
-            return Submission::Duplicate;
+            return Ok(Submission::Duplicate);
         };
         let printer = Arc::clone(self);
         tokio::spawn(async move {
@@ -286,7 +287,7 @@ impl Printer {
                 _ = printer.stop.cancelled() => {}
             }
         });
-        Submission::Accepted
+        Ok(Submission::Accepted)
     }
 
     /// Notes a submitted job in memory and hands its journal entry over, under the
@@ -406,7 +407,7 @@ impl Printer {
             }
         };
         let started = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(100);
+        let mut failures = 0;
         loop {
             let mut request = self
                 .http
@@ -420,10 +421,7 @@ impl Printer {
             }
             match request.send().await {
                 Ok(res) if res.status().is_success() => return true,
-                Ok(res)
-                    if res.status().is_client_error()
-                        && !matches!(res.status().as_u16(), 408 | 429) =>
-                {
+                Ok(res) if !is_transient(res.status()) => {
                     log::warn!(
                         "callback {status:?} for {} refused with {}; not retrying",
                         job.correlation_id,
@@ -445,8 +443,8 @@ impl Printer {
                 );
                 return false;
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            failures += 1;
+            tokio::time::sleep(CALLBACK_RETRY.jittered(failures)).await;
         }
     }
 }

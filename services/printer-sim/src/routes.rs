@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use pixpress_domain::printer::{JobAccepted, PrintedJob, PrinterJob};
-use pixpress_domain::Problem;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
-use pixpress_kit::ApiError;
 
+use crate::error::PrinterError;
 use crate::printer::{Printer, Submission};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -26,43 +24,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(post, path = "/jobs", tag = "printer", request_body = PrinterJob,
     responses(
         (status = 202, description = "Accepted (or already accepted before)", body = JobAccepted),
-        (status = 400, description = "Invalid job; each bad field is named", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "At capacity, starting, or the spool cannot record jobs", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 400, description = "Invalid job; each bad field is named"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Not JSON"),
+        (status = 503, description = "At capacity, starting, or the spool cannot record jobs", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn submit_job(
     printer: web::Data<Arc<Printer>>,
     job: ValidJson<PrinterJob>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, PrinterError> {
     let job = job.into_inner();
-    let id = job.correlation_id;
-    let submission = printer.submit(job).await;
+    let correlation_id = job.correlation_id;
+    let submission = printer.submit(job).await?;
     let delay = printer.accept_delay();
-    let taken = matches!(submission, Submission::Accepted | Submission::Duplicate);
-    if taken && !delay.is_zero() {
+    if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    match submission {
-        Submission::Accepted | Submission::Duplicate => {
-            Ok(HttpResponse::Accepted().json(JobAccepted {
-                correlation_id: id,
-                duplicate: matches!(submission, Submission::Duplicate),
-            }))
-        }
-        Submission::Busy => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "every print slot is busy; retry later",
-        )
-        .retry_after(1)),
-        Submission::Unavailable(why) => {
-            log::warn!("job {id} refused: the spool cannot record it ({why})");
-            Err(
-                ApiError::unavailable("the printer cannot take jobs right now; retry later")
-                    .retry_after(1),
-            )
-        }
-    }
+    Ok(HttpResponse::Accepted().json(JobAccepted {
+        correlation_id,
+        duplicate: submission == Submission::Duplicate,
+    }))
 }
 
 /// Every job the printer has received, with how often it was received and printed.

@@ -5,31 +5,88 @@
 //!
 //! The journal is `journal.jsonl`, one JSON [`Entry`] per line. A job's `accepted`
 //! line is on disk (written and synced) before the printer answers 202. Lines are
-//! written by one task, batched (one sync per batch), off the async runtime. At start
-//! the journal is replayed: a torn last line (a crash mid-write; it was never
-//! acknowledged) is dropped, then the journal is rewritten compactly (one line per
-//! fact still needed) and appended to from there. A complete line that does not
-//! parse means the file was damaged: the spool stays unavailable and says where.
+//! written by one task ([`Journal`]), batched (one sync per batch), off the async
+//! runtime. At start the journal is replayed: a torn last line (a crash mid-write; it
+//! was never acknowledged) is dropped, then the journal is rewritten compactly (one
+//! line per fact still needed) and appended to from there. A complete line that does not
+//! parse, or that the writer cannot have written (a second acceptance of a job, news
+//! of a job never accepted), means the file was damaged: the spool stays unavailable
+//! and says where.
 //!
 //! When a write fails the spool goes out of service (the printer answers 503 and
 //! `/ready` says why) until the printer is restarted, rather than acknowledge a job
 //! it might forget.
 
+mod journal;
+
 use std::collections::hash_map::{self, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use pixpress_domain::printer::PrinterJob;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+pub use journal::{Journal, Pending};
 
 /// The journal's file name inside `PRINTER_STATE_DIR`.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
-/// Lines written with one sync at most.
-const MAX_BATCH: usize = 256;
+
+/// Why the spool cannot be opened, or cannot record an entry. Its text is what
+/// `/ready` reports. Cheap to clone: one failed write answers every entry of its
+/// batch, and every entry after it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SpoolError {
+    /// The spool's folder or journal cannot be created, read, written or synced.
+    #[error("cannot {action} {}: {error}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        error: Arc<io::Error>,
+    },
+    /// The journal at `path` says something its writer cannot have written.
+    #[error("{}: {damage}", path.display())]
+    Damaged { path: PathBuf, damage: Damage },
+    /// An entry cannot be encoded as JSON.
+    #[error("cannot encode a journal entry: {0}")]
+    Encode(Arc<serde_json::Error>),
+    /// The journal is still being read, at start.
+    #[error("the spool is being read")]
+    Opening,
+    /// A task of the spool panicked: reading the spool, or writing a batch (the
+    /// journal file is lost with it).
+    #[error("{task} panicked: {message}")]
+    Panicked { task: &'static str, message: String },
+    /// The writer task is gone (the printer is stopping).
+    #[error("the journal writer stopped")]
+    WriterStopped,
+}
+
+impl SpoolError {
+    fn io(action: &'static str, path: &Path, error: io::Error) -> Self {
+        SpoolError::Io {
+            action,
+            path: path.to_owned(),
+            error: Arc::new(error),
+        }
+    }
+}
+
+/// Why a journal's text cannot be trusted, naming its first bad line (from 1).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Damage {
+    #[error("line {line} is damaged: {error}")]
+    Unreadable {
+        line: usize,
+        error: Arc<serde_json::Error>,
+    },
+    #[error("line {line} accepts job {correlation_id} a second time")]
+    AcceptedTwice { line: usize, correlation_id: Uuid },
+    #[error("line {line} is about job {correlation_id}, which no earlier line accepted")]
+    NeverAccepted { line: usize, correlation_id: Uuid },
+}
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,10 +159,11 @@ pub struct Replay {
 }
 
 /// Replays journal text. Errors name the first damaged (complete) line.
-pub fn replay(text: &[u8]) -> Result<Replay, String> {
+pub fn replay(text: &[u8]) -> Result<Replay, Damage> {
     let mut replay = Replay::default();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
     for (number, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        let number = number + 1;
         let Some(line) = line.strip_suffix(b"\n") else {
             // Only the last line can lack its newline: written, never acknowledged.
             replay.torn_tail = true;
@@ -114,50 +172,68 @@ pub fn replay(text: &[u8]) -> Result<Replay, String> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let entry: Entry = serde_json::from_slice(line)
-            .map_err(|e| format!("line {} is damaged: {e}", number + 1))?;
+        let entry: Entry = serde_json::from_slice(line).map_err(|e| Damage::Unreadable {
+            line: number,
+            error: Arc::new(e),
+        })?;
         match entry {
             Entry::Accepted { job } => {
-                if let hash_map::Entry::Vacant(slot) = index.entry(job.correlation_id) {
-                    slot.insert(replay.jobs.len());
-                    replay.jobs.push(SpooledJob {
-                        job,
-                        received: 1,
-                        printed: None,
-                        reported: false,
+                let correlation_id = job.correlation_id;
+                let hash_map::Entry::Vacant(slot) = index.entry(correlation_id) else {
+                    return Err(Damage::AcceptedTwice {
+                        line: number,
+                        correlation_id,
                     });
-                }
+                };
+                slot.insert(replay.jobs.len());
+                replay.jobs.push(SpooledJob {
+                    job,
+                    received: 1,
+                    printed: None,
+                    reported: false,
+                });
             }
-            // Lines about a job never accepted cannot come from the writer: ignored.
             Entry::Received { correlation_id } => {
-                if let Some(&i) = index.get(&correlation_id) {
-                    replay.jobs[i].received += 1;
-                }
+                accepted(&mut replay, &index, correlation_id, number)?.received += 1;
             }
             Entry::Printed {
                 correlation_id,
                 failed,
                 detail,
             } => {
-                if let Some(&i) = index.get(&correlation_id) {
-                    replay.jobs[i].printed = Some(Outcome { failed, detail });
-                }
+                accepted(&mut replay, &index, correlation_id, number)?.printed =
+                    Some(Outcome { failed, detail });
             }
             Entry::Reported { correlation_id } => {
-                if let Some(&i) = index.get(&correlation_id) {
-                    replay.jobs[i].reported = true;
-                }
+                accepted(&mut replay, &index, correlation_id, number)?.reported = true;
             }
         }
     }
     Ok(replay)
 }
 
+/// The job a line (numbered `line`) is about: the writer notes a job's acceptance
+/// before anything else about it.
+fn accepted<'a>(
+    replay: &'a mut Replay,
+    index: &HashMap<Uuid, usize>,
+    correlation_id: Uuid,
+    line: usize,
+) -> Result<&'a mut SpooledJob, Damage> {
+    match index.get(&correlation_id) {
+        Some(&i) => Ok(&mut replay.jobs[i]),
+        None => Err(Damage::NeverAccepted {
+            line,
+            correlation_id,
+        }),
+    }
+}
+
 /// Serializes entries as journal lines.
-fn lines(entries: &[Entry]) -> Result<Vec<u8>, String> {
+fn lines(entries: &[Entry]) -> Result<Vec<u8>, SpoolError> {
     let mut bytes = Vec::new();
     for entry in entries {
-        serde_json::to_writer(&mut bytes, entry).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut bytes, entry).map_err(|e| SpoolError::Encode(Arc::new(e)))?;
         bytes.push(b'\n');
     }
     Ok(bytes)
@@ -165,17 +241,18 @@ fn lines(entries: &[Entry]) -> Result<Vec<u8>, String> {
 
 /// Opens the journal in `dir` (created if needed): replays it, rewrites it compactly
 /// and opens it for appending. Blocking: run it on the blocking pool.
-pub fn open(dir: &Path) -> Result<(File, Replay), String> {
-    let describe =
-        |what: &str, path: &Path, e: io::Error| format!("{what} {}: {e}", path.display());
-    std::fs::create_dir_all(dir).map_err(|e| describe("cannot create", dir, e))?;
+pub fn open(dir: &Path) -> Result<(File, Replay), SpoolError> {
+    std::fs::create_dir_all(dir).map_err(|e| SpoolError::io("create", dir, e))?;
     let path = dir.join(JOURNAL_FILE);
     let text = match std::fs::read(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(describe("cannot read", &path, e)),
+        Err(e) => return Err(SpoolError::io("read", &path, e)),
     };
-    let replay = replay(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let replay = replay(&text).map_err(|damage| SpoolError::Damaged {
+        path: path.clone(),
+        damage,
+    })?;
     if replay.torn_tail {
         log::warn!(
             "{}: dropped a torn last line (a crash while it was written)",
@@ -193,138 +270,12 @@ pub fn open(dir: &Path) -> Result<(File, Replay), String> {
         std::fs::rename(&fresh, &path)?;
         File::open(dir)?.sync_all()
     };
-    write().map_err(|e| describe("cannot rewrite", &path, e))?;
+    write().map_err(|e| SpoolError::io("rewrite", &path, e))?;
     let file = OpenOptions::new()
         .append(true)
         .open(&path)
-        .map_err(|e| describe("cannot open", &path, e))?;
+        .map_err(|e| SpoolError::io("open", &path, e))?;
     Ok((file, replay))
-}
-
-/// A line waiting to be written, and who waits for it.
-struct QueuedLine {
-    line: Vec<u8>,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
-/// Appends entries to an open journal. Cheap to clone.
-#[derive(Clone)]
-pub struct Journal {
-    writes: mpsc::UnboundedSender<QueuedLine>,
-    /// Set by the first failed write; the journal refuses everything afterwards.
-    failure: Arc<OnceLock<String>>,
-    path: PathBuf,
-}
-
-/// An entry handed to the journal; [`Pending::written`] says when it is on disk.
-pub struct Pending(Result<oneshot::Receiver<Result<(), String>>, String>);
-
-impl Pending {
-    /// Resolves once the entry is written and synced, or failed to be.
-    pub async fn written(self) -> Result<(), String> {
-        match self.0 {
-            Ok(receiver) => receiver
-                .await
-                .unwrap_or_else(|_| Err("the journal writer stopped".to_owned())),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-impl Journal {
-    /// Starts the writer task for `file` (opened by [`open`], at `path`).
-    pub fn start(file: File, path: PathBuf) -> Self {
-        let (writes, queue) = mpsc::unbounded_channel();
-        let failure = Arc::new(OnceLock::new());
-        tokio::spawn(write_batches(file, queue, Arc::clone(&failure)));
-        Self {
-            writes,
-            failure,
-            path,
-        }
-    }
-
-    /// Hands `entry` to the writer without waiting. Entries are written in the order
-    /// they are handed over, so a caller holding a lock orders them with it.
-    pub fn append(&self, entry: &Entry) -> Pending {
-        if let Some(failure) = self.failure() {
-            return Pending(Err(failure));
-        }
-        let mut line = match serde_json::to_vec(entry) {
-            Ok(line) => line,
-            Err(e) => return Pending(Err(format!("cannot encode a journal entry: {e}"))),
-        };
-        line.push(b'\n');
-        let (done, receiver) = oneshot::channel();
-        match self.writes.send(QueuedLine { line, done }) {
-            Ok(()) => Pending(Ok(receiver)),
-            Err(_) => Pending(Err("the journal writer stopped".to_owned())),
-        }
-    }
-
-    /// Why the journal is out of service, if it is.
-    pub fn failure(&self) -> Option<String> {
-        self.failure
-            .get()
-            .map(|e| format!("{}: {e}", self.path.display()))
-    }
-}
-
-/// Writes queued lines in batches, each written and synced on the blocking pool,
-/// until every [`Journal`] is dropped.
-async fn write_batches(
-    file: File,
-    mut queue: mpsc::UnboundedReceiver<QueuedLine>,
-    failure: Arc<OnceLock<String>>,
-) {
-    let mut file = Some(file);
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        let result = match (failure.get(), file.take()) {
-            (Some(reason), _) => Err(reason.clone()),
-            (None, None) => Err("the journal file is lost".to_owned()),
-            (None, Some(mut open)) => {
-                let bytes: Vec<u8> = batch.iter().flat_map(|w| w.line.clone()).collect();
-                let written = tokio::task::spawn_blocking(move || {
-                    let result = append_synced(&mut open, &bytes);
-                    (open, result)
-                })
-                .await;
-                match written {
-                    Ok((open, result)) => {
-                        file = Some(open);
-                        result.map_err(|e| e.to_string())
-                    }
-                    Err(e) => Err(format!("the journal writer panicked: {e}")),
-                }
-            }
-        };
-        if let Err(reason) = &result {
-            if failure.set(reason.clone()).is_ok() {
-                log::error!("the spool is out of service: {reason}");
-            }
-        }
-        for write in batch {
-            let _ = write.done.send(result.clone());
-        }
-    }
-}
-
-/// Appends `bytes` and syncs them; after a failure cuts the file back to where it
-/// was, so no fragment is left for later lines to be glued to.
-fn append_synced(file: &mut File, bytes: &[u8]) -> io::Result<()> {
-    let before = file.metadata()?.len();
-    let result = file.write_all(bytes).and_then(|()| file.sync_data());
-    if result.is_err() {
-        let _ = file.set_len(before);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -399,7 +350,27 @@ mod tests {
         let mut text = lines(&[Entry::Accepted { job: job(1) }]).unwrap();
         text.extend_from_slice(b"{not json\n");
         text.extend_from_slice(&lines(&[Entry::Accepted { job: job(2) }]).unwrap());
-        let err = replay(&text).unwrap_err();
+        let err = replay(&text).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn lines_the_writer_cannot_have_written_are_damage_naming_the_line() {
+        let damage = |entries: &[Entry]| replay(&lines(entries).unwrap()).unwrap_err();
+        let accepted = Entry::Accepted { job: job(1) };
+        let other = Uuid::from_u128(2);
+        let orphan = Entry::Reported {
+            correlation_id: other,
+        };
+        let err = damage(&[accepted.clone(), orphan]);
+        assert!(
+            matches!(err, Damage::NeverAccepted { line: 2, .. }),
+            "{err}"
+        );
+        let err = damage(&[accepted.clone(), accepted]);
+        assert!(
+            matches!(err, Damage::AcceptedTwice { line: 2, .. }),
+            "{err}"
+        );
     }
 }

@@ -1,16 +1,14 @@
 //! `/users/{user_id}/images…`: a user's image records.
 
-use actix_web::http::StatusCode;
 use actix_web::{http::header, web, HttpResponse};
 use pixpress_domain::management::{CreateImage, Image};
-use pixpress_domain::Problem;
 use pixpress_kit::auth::Caller;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
 use pixpress_kit::request_id;
-use pixpress_kit::ApiError;
 
 use super::positive;
+use crate::error::ManagementError;
 use crate::State;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -35,26 +33,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "Image recorded", body = Image,
             headers(("Location" = String, description = "The new image"))),
-        (status = 400, description = "Invalid body; each bad field is named", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "Not the token's user (and not an admin)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a user id", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body; each bad field is named"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 403, description = "Not the token's user (and not an admin)"),
+        (status = 404, description = "Not a user id"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Not JSON"),
     ))]
 pub async fn create_image(
     state: web::Data<State>,
     caller: Caller,
     user_id: web::Path<i64>,
     body: ValidJson<CreateImage>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ManagementError> {
     let user_id = positive(user_id.into_inner(), "user")?;
     if !caller.may_act_for(user_id) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "you may only add images to your own collection",
-        ));
+        return Err(ManagementError::NotYourself);
     }
     let CreateImage { url, ready } = body.into_inner();
     let image = state.catalog.create_image(user_id, url, ready);
@@ -84,18 +78,17 @@ pub async fn create_image(
     params(("user_id" = i64, Path, minimum = 1, description = "The user")),
     responses(
         (status = 200, description = "The user's images, oldest first", body = [Image]),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 404, description = "Not a user id, or another user than the token's", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 404, description = "Not a user id, or another user than the token's"),
     ))]
 pub async fn list_images(
     state: web::Data<State>,
     caller: Caller,
     user_id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ManagementError> {
     let user_id = positive(user_id.into_inner(), "user")?;
     if !caller.may_act_for(user_id) {
-        return Err(ApiError::not_found(format!("no user {user_id}")));
+        return Err(ManagementError::UserNotFound(user_id));
     }
     Ok(HttpResponse::Ok().json(state.catalog.images_of(user_id)))
 }
@@ -105,47 +98,40 @@ pub async fn list_images(
     params(("user_id" = i64, Path, minimum = 1, description = "The user"), ("id" = i64, Path, minimum = 1, description = "The image")),
     responses(
         (status = 200, description = "The image", body = Image),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 404, description = "No such image (or another user's)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 404, description = "No such image (or another user's)"),
     ))]
 pub async fn get_image(
     state: web::Data<State>,
     caller: Caller,
     path: web::Path<(i64, i64)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ManagementError> {
     let (user_id, id) = path.into_inner();
-    if !caller.may_act_for(user_id) {
-        return Err(ApiError::not_found(format!(
-            "no image {id} for user {user_id}"
-        )));
-    }
-    state
-        .catalog
-        .image_of(user_id, id)
-        .map(|image| HttpResponse::Ok().json(image))
-        .ok_or_else(|| ApiError::not_found(format!("no image {id} for user {user_id}")))
+    let image = if caller.may_act_for(user_id) {
+        state.catalog.image_of(user_id, id)
+    } else {
+        None
+    };
+    let image = image.ok_or(ManagementError::ImageNotFound { user_id, id })?;
+    Ok(HttpResponse::Ok().json(image))
 }
 
 #[utoipa::path(delete, path = "/users/{user_id}/images/{id}", security(("bearer" = [])), tag = "images",
     params(("user_id" = i64, Path, minimum = 1, description = "The user"), ("id" = i64, Path, minimum = 1, description = "The image")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 404, description = "No such image (or another user's)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 404, description = "No such image (or another user's)"),
     ))]
 pub async fn delete_image(
     state: web::Data<State>,
     caller: Caller,
     path: web::Path<(i64, i64)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ManagementError> {
     let (user_id, id) = path.into_inner();
     if caller.may_act_for(user_id) && state.catalog.delete_image(user_id, id) {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(ApiError::not_found(format!(
-            "no image {id} for user {user_id}"
-        )))
+        Err(ManagementError::ImageNotFound { user_id, id })
     }
 }

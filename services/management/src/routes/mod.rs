@@ -5,17 +5,13 @@ pub mod internal;
 pub mod lookup;
 pub mod printers;
 
-use actix_web::http::StatusCode;
-use pixpress_kit::ApiError;
+use crate::error::ManagementError;
 
-/// Ids in paths are positive; anything else names no resource.
-pub(crate) fn positive(id: i64, what: &str) -> Result<i64, ApiError> {
+/// Ids in paths are positive; anything else names no `what` (404).
+pub(crate) fn positive(id: i64, what: &'static str) -> Result<i64, ManagementError> {
     if id > 0 {
         Ok(id)
     } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no such {what}: {id}"),
-        ))
+        Err(ManagementError::NotAnId { what, id })
     }
 }

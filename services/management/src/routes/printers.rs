@@ -2,13 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use pixpress_domain::management::{Printer, PutPrinter};
-use pixpress_domain::Problem;
 use pixpress_kit::auth::Caller;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
-use pixpress_kit::ApiError;
 
 use super::positive;
+use crate::error::ManagementError;
 use crate::State;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -19,8 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, path = "/printers", security(("bearer" = [])), tag = "printers",
     responses(
         (status = 200, description = "Registered printers", body = [Printer]),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
     ))]
 pub async fn list_printers(state: web::Data<State>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(state.catalog.printers())
@@ -33,25 +31,21 @@ pub async fn list_printers(state: web::Data<State>, _caller: Caller) -> HttpResp
     responses(
         (status = 200, description = "Printer moved", body = Printer),
         (status = 201, description = "Printer registered", body = Printer),
-        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, malformed, expired or foreign bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "Only admins register printers", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a printer id", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body"),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 403, description = "Only admins register printers"),
+        (status = 404, description = "Not a printer id"),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Not JSON"),
     ))]
 pub async fn put_printer(
     state: web::Data<State>,
     caller: Caller,
     id: web::Path<i64>,
     body: ValidJson<PutPrinter>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ManagementError> {
     if !caller.is_admin() {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "only admins register printers",
-        ));
+        return Err(ManagementError::AdminOnly);
     }
     let id = positive(id.into_inner(), "printer")?;
     let url = body.into_inner().url;

@@ -130,6 +130,11 @@ pub async fn metrics(url: &str) -> String {
         .unwrap()
 }
 
+/// The value of counter `name` for `outcome` in management-api's metrics.
+pub async fn outcome_count(url: &str, name: &str, outcome: &str) -> Option<f64> {
+    pixpress_testkit::metrics::value(&metrics(url).await, name, &[("outcome", outcome)])
+}
+
 /// Asserts a problem+json answer with `status`.
 pub async fn assert_problem(res: reqwest::Response, status: u16) {
     assert_eq!(res.status(), status);
