@@ -176,6 +176,25 @@ impl WebhookSecret {
     }
 }
 
+/// A POST of the JSON `body` to `url`, signed with `secret` when there is one: how
+/// a printer or the download service sends a callback.
+pub fn signed_post(
+    http: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    secret: Option<&WebhookSecret>,
+) -> reqwest::RequestBuilder {
+    let headers = secret.map(|secret| secret.headers(&body));
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in headers.into_iter().flatten() {
+        request = request.header(name, value);
+    }
+    request
+}
+
 /// Checks that an incoming request was signed with `secret` (refused when no secret
 /// is configured: an unsigned callback is never trusted).
 pub fn verify_request(

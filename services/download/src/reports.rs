@@ -14,7 +14,7 @@ use pixpress_kit::client::is_transient;
 use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::QueueWorker;
 use pixpress_kit::retry::Backoff;
-use pixpress_kit::webhook::WebhookSecret;
+use pixpress_kit::webhook::{signed_post, WebhookSecret};
 
 use crate::download_tasks::{self, DueCallback};
 use crate::metrics::DownloadMetrics;
@@ -41,16 +41,7 @@ impl Reporter {
         let id = report.task.id;
         // Serializing a struct of strings, numbers and times cannot fail.
         let body = serde_json::to_vec(&report.task).unwrap_or_default();
-        let mut request = self
-            .http
-            .post(&report.callback_url)
-            .header("content-type", "application/json")
-            .body(body.clone());
-        if let Some(secret) = &self.secret {
-            for (name, value) in secret.headers(&body) {
-                request = request.header(name, value);
-            }
-        }
+        let request = signed_post(&self.http, &report.callback_url, body, self.secret.as_ref());
         let outcome = match request.send().await {
             Ok(res) if res.status().is_success() => Ok(()),
             // A client error other than "later, please" will not change on a retry.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use pixpress_domain::printer::{CallbackStatus, PrintedJob, PrinterCallback, PrinterJob};
 use pixpress_kit::client::is_transient;
 use pixpress_kit::retry::Backoff;
-use pixpress_kit::webhook::WebhookSecret;
+use pixpress_kit::webhook::{signed_post, WebhookSecret};
 use prometheus::IntCounterVec;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -409,16 +409,12 @@ impl Printer {
         let started = tokio::time::Instant::now();
         let mut failures = 0;
         loop {
-            let mut request = self
-                .http
-                .post(&job.callback_url)
-                .header("content-type", "application/json")
-                .body(body.clone());
-            if let Some(secret) = &self.secret {
-                for (name, value) in secret.headers(&body) {
-                    request = request.header(name, value);
-                }
-            }
+            let request = signed_post(
+                &self.http,
+                &job.callback_url,
+                body.clone(),
+                self.secret.as_ref(),
+            );
             match request.send().await {
                 Ok(res) if res.status().is_success() => return true,
                 Ok(res) if !is_transient(res.status()) => {
