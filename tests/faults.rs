@@ -35,7 +35,12 @@ use uuid::Uuid;
 const MARGIN: Duration = Duration::from_secs(3);
 
 /// Jobs a printer answered 202 to, as print-service counts them.
-const ACKNOWLEDGED: &str = r#"pixpress_print_dispatch_attempts_total{outcome="accepted"}"#;
+async fn acknowledged(system: &Processes) -> Option<f64> {
+    let name = "pixpress_print_dispatch_attempts_total";
+    system
+        .metric(&system.print.url, name, &[("outcome", "accepted")])
+        .await
+}
 
 /// The ids of the jobs answered 201.
 fn created_ids(attempts: &[Attempt]) -> HashSet<Uuid> {
@@ -216,20 +221,12 @@ async fn management_api_killed_gives_fast_503s_until_it_is_back() {
             })
         })
         .collect();
-    let metrics = format!("{}/metrics", system.management.url);
     eventually("a lookup in flight", PATIENCE, || async {
-        let text = system
-            .http
-            .get(&metrics)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .any(|l| l.starts_with("pixpress_management_lookups_in_flight ") && !l.ends_with(" 0"))
-            .then_some(())
+        let in_flight = "pixpress_management_lookups_in_flight";
+        let lookups = system
+            .metric(&system.management.url, in_flight, &[])
+            .await?;
+        (lookups != 0.0).then_some(())
     })
     .await;
     system.management.kill();
@@ -301,7 +298,7 @@ async fn printer_killed_mid_job_prints_every_job_exactly_once_after_a_restart() 
         assert_eq!(system.post_job(1, file_id).await.status(), 201);
     }
     eventually("3 jobs acknowledged by the printer", PATIENCE, || async {
-        (system.print_metric(ACKNOWLEDGED).await? == 3.0).then_some(())
+        (acknowledged(&system).await? == 3.0).then_some(())
     })
     .await;
     // ...and three it has taken but not acknowledged yet.
@@ -318,7 +315,7 @@ async fn printer_killed_mid_job_prints_every_job_exactly_once_after_a_restart() 
         at_kill.iter().all(|j| j.printed == 0),
         "the kill came after printing: {at_kill:?}"
     );
-    let acknowledged = system.print_metric(ACKNOWLEDGED).await.unwrap_or_default();
+    let acknowledged = acknowledged(&system).await.unwrap_or_default();
 
     // Jobs keep coming while the printer is down.
     for _ in 0..2 {

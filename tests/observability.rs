@@ -14,6 +14,7 @@ use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{eventually, free_port};
 use pixpress_testkit::images::{encode, two_tone};
+use pixpress_testkit::metrics;
 use serde_json::{json, Value};
 use support::{job_reaches, settled_image, stack, PATIENCE};
 
@@ -53,15 +54,6 @@ async fn exercise(stack: &Stack) {
         .await
         .unwrap();
     job_reaches(&http, stack, job["id"].as_str().unwrap(), "completed").await;
-}
-
-/// Names of the samples in Prometheus text (histograms as `_bucket`/`_sum`/`_count`).
-fn sample_names(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Every `pixpress_…` metric name in a PromQL expression.
@@ -120,7 +112,8 @@ async fn every_metric_the_dashboard_asks_for_is_exposed() {
             .text()
             .await
             .unwrap();
-        exposed.extend(sample_names(&text));
+        // Histograms as their `_bucket`/`_sum`/`_count` samples, as PromQL names them.
+        exposed.extend(metrics::samples(&text).into_iter().map(|s| s.name));
     }
     let mut all = Vec::new();
     exprs(&dashboard, &mut all);

@@ -1,34 +1,38 @@
 //! Every status code a service's OpenAPI document declares is one it really produces,
-//! and every status it produced on a documented operation is declared.
+//! and every status it produced on a documented operation is declared: one test per
+//! service.
 //!
-//! The test starts the system (the stack, on a database of its own) plus service
-//! binaries configured into the situations a healthy stack never is in: a
+//! Each test starts the system (the stack, on a database of its own) plus that
+//! service's binaries configured into the situations a healthy stack never is in: a
 //! print-service whose database is gone and whose management API answers 500, one
 //! whose management API is slower than its backend timeout with a single backend
-//! permit, an intake-only print-service (no dispatcher) on a database of its own, a
-//! management-api with a known download-callback secret, a download-service without
-//! its database, and a printer whose spool cannot be written. It then makes a tour
-//! of requests, each meant to produce one documented status (and asserted to), and
-//! finally reads what the services counted themselves: actix-web-prom's
-//! `pixpress_http_requests_total`, labelled by route pattern, method and status, in
-//! each instance's `/metrics`. A status documented but never produced fails the test
-//! (so does one produced but undocumented); removing a request from the tour makes
-//! it fail too, which is the point.
+//! permit, an intake-only print-service (no dispatcher) on a database of its own; a
+//! management-api with a known download-callback secret; a download-service without
+//! its database; a printer whose spool cannot be written. It then makes a tour of
+//! requests in named steps, each request meant to produce one documented status (and
+//! asserted to), and finally reads what the service's instances counted themselves:
+//! actix-web-prom's `pixpress_http_requests_total`, labelled by route pattern, method
+//! and status, in each instance's `/metrics`. A status documented but never produced
+//! fails the test (so does one produced but undocumented); removing a request from
+//! the tour makes it fail too, which is the point.
 //!
 //! The extra instances are the real binaries, found next to this test's executable
 //! (`cargo test --workspace` builds them; a missing one is named with the `cargo
 //! build` that makes it).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod support;
+
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::time::Duration;
 
 use pixpress_kit::webhook::WebhookSecret;
-use pixpress_stack::{Stack, StackOptions};
+use pixpress_stack::Stack;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{client, eventually};
 use pixpress_testkit::images::{encode, two_tone};
-use pixpress_testkit::process::{workspace_binary, RunningBinary};
+use pixpress_testkit::metrics;
+use pixpress_testkit::process::RunningBinary;
 use pixpress_testkit::TestDatabase;
 use reqwest::{Client, RequestBuilder};
 use serde_json::{json, Value};
@@ -36,12 +40,236 @@ use uuid::Uuid;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A body over every service's 64 KiB limit.
-fn oversized() -> String {
-    format!(
-        r#"{{"url": "http://example.com/{}"}}"#,
-        "a".repeat(70 * 1024)
-    )
+#[tokio::test]
+async fn management_api_produces_every_documented_status_and_no_other() {
+    let system = System::start().await;
+    let slow_host = slow_image_host();
+    let images = catalog_images(&system, &slow_host).await;
+    let (slow_management, download_secret) = start_slow_management(&system).await;
+
+    posting_images(&system).await;
+    reading_images(&system, &images).await;
+    deleting_an_image(&system).await;
+    looking_images_up(&system, &images).await;
+    placing_printers(&system).await;
+    reporting_downloads(&system, &slow_management.url, &download_secret).await;
+
+    let instances = [system.stack.management_url.as_str(), &slow_management.url];
+    assert_documented_statuses_produced(&system.http, "management-api", &instances).await;
+    // The slow download would hold the stack's shutdown for its whole grace period.
+    drop(slow_host);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn print_service_produces_every_documented_status_and_no_other() {
+    let system = System::start().await;
+    let slow_host = slow_image_host();
+    let images = catalog_images(&system, &slow_host).await;
+    let (printer_secret, printer_secret_text) = WebhookSecret::generate();
+    let intake_db = TestDatabase::new().await;
+    let broken_management = Fixture::start(|_| Reply::json(500, json!({"error": "boom"})));
+    let no_database = gone_database_url();
+    let print = |env: Vec<(&'static str, String)>| system.print_instance(env);
+    let ((slow_management, _), outage, intake) = tokio::join!(
+        start_slow_management(&system),
+        // No database; a management API that answers 500.
+        print(vec![
+            ("DATABASE_URL", no_database),
+            ("MANAGEMENT_URL", broken_management.url.clone()),
+            ("PRINTER_CALLBACK_SECRET", printer_secret_text.clone()),
+            ("BACKEND_TIMEOUT_MS", "300".into()),
+        ]),
+        // Takes jobs, never dispatches them: they stay queued.
+        print(vec![
+            ("DATABASE_URL", intake_db.url.clone()),
+            ("MANAGEMENT_URL", system.stack.management_url.clone()),
+            ("MANAGEMENT_TOKEN", system.service.clone()),
+            ("PRINTER_CALLBACK_SECRET", printer_secret_text),
+        ]),
+    );
+    // One permit, and a management API that never answers in time.
+    let slow = print(vec![
+        ("DATABASE_URL", intake_db.url.clone()),
+        ("MANAGEMENT_URL", slow_management.url.clone()),
+        ("MANAGEMENT_TOKEN", system.service.clone()),
+        ("BACKEND_TIMEOUT_MS", "500".into()),
+        ("BACKEND_PERMITS", "1".into()),
+    ])
+    .await;
+    wait_ready(&system.http, &intake.url).await;
+
+    let job = posting_jobs(&system, &images).await;
+    reading_and_canceling_jobs(&system, &job).await;
+    let queued = Intake {
+        url: &intake.url,
+        db: &intake_db,
+        printer_secret: &printer_secret,
+    };
+    canceling_a_queued_job(&system, &queued, &images).await;
+    reporting_prints(&system, &queued, &images).await;
+    answering_without_database_or_management(&system, &outage.url, &printer_secret, &images).await;
+    answering_with_a_saturated_backend(&system, &slow.url, &images).await;
+
+    let instances = [
+        system.stack.print_url.as_str(),
+        &outage.url,
+        &intake.url,
+        &slow.url,
+    ];
+    assert_documented_statuses_produced(&system.http, "print-service", &instances).await;
+    drop(slow_host);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn download_service_produces_every_documented_status_and_no_other() {
+    let system = System::start().await;
+    let image_host = image_host();
+    let slow_host = slow_image_host();
+    let no_database = gone_database_url();
+    let outage = system
+        .instance(
+            "download-service",
+            "pixpress-download",
+            &[("DATABASE_URL", &no_database)],
+        )
+        .await;
+
+    let (done, slow) = posting_downloads(&system, &image_host, &slow_host).await;
+    reading_downloads(&system, &done).await;
+    reading_stored_images(&system, &done, &slow).await;
+    answering_downloads_without_database(&system, &outage.url).await;
+
+    let instances = [system.stack.download_url.as_str(), &outage.url];
+    assert_documented_statuses_produced(&system.http, "download-service", &instances).await;
+    drop(slow_host);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn printer_sim_produces_every_documented_status_and_no_other() {
+    let system = System::start().await;
+    let image_host = image_host();
+    let spool_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    // A directory inside a file: the spool cannot be written.
+    let broken_spool = spool_file.path().join("spool");
+    let broken = system
+        .instance(
+            "printer-sim",
+            "pixpress-printer-sim",
+            &[(
+                "PRINTER_STATE_DIR",
+                broken_spool.to_str().unwrap_or_default(),
+            )],
+        )
+        .await;
+
+    let print = printing(&system, &image_host).await;
+    printing_on_a_broken_spool(&system, &broken.url, &print).await;
+
+    let instances = [system.stack.printer_url.as_str(), &broken.url];
+    assert_documented_statuses_produced(&system.http, "printer-sim", &instances).await;
+    system.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// The system and the extra instances.
+
+/// The stack on a database of its own, every service ready, and the tokens the
+/// tours use.
+struct System {
+    stack: Stack,
+    _db: TestDatabase,
+    http: Client,
+    admin: String,
+    user1: String,
+    /// print-service's token for the management API.
+    service: String,
+}
+
+impl System {
+    async fn start() -> Self {
+        let (stack, db) = support::stack().await;
+        let http = client();
+        for url in [
+            &stack.print_url,
+            &stack.download_url,
+            &stack.management_url,
+            &stack.printer_url,
+        ] {
+            wait_ready(&http, url).await;
+            expect(http.get(format!("{url}/health")), 200, "GET /health").await;
+        }
+        Self {
+            admin: stack.token("0", &["admin"]),
+            user1: stack.token("1", &[]),
+            service: stack.token("print-service", &["service"]),
+            stack,
+            _db: db,
+            http,
+        }
+    }
+
+    /// Starts binary `name` of `package` with `env`, trusting the stack's tokens.
+    async fn instance(&self, name: &str, package: &str, env: &[(&str, &str)]) -> RunningBinary {
+        // Their expected complaints (no database, no spool) would only be noise here.
+        let mut all = vec![
+            ("RUST_LOG", "off"),
+            ("AUTH_JWT_SECRET", self.stack.auth_secret.as_str()),
+        ];
+        all.extend_from_slice(env);
+        RunningBinary::start(&support::binary(name, package), &all).await
+    }
+
+    /// A print-service with `env` that never dispatches (so nothing reaches a printer).
+    async fn print_instance(&self, env: Vec<(&'static str, String)>) -> RunningBinary {
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(("DISPATCH_ENABLED", "false"));
+        self.instance("print-service", "pixpress-print", &env).await
+    }
+
+    async fn stop(self) {
+        self.stack.stop().await;
+    }
+}
+
+/// A management-api slower than any backend timeout, asking nobody for downloads
+/// (they stay pending), with a download-callback secret the test knows.
+async fn start_slow_management(system: &System) -> (RunningBinary, WebhookSecret) {
+    let (secret, secret_text) = WebhookSecret::generate();
+    let nowhere = nowhere();
+    let env = [
+        ("MANAGEMENT_LATENCY_MS", "3000"),
+        ("DOWNLOAD_URL", nowhere.as_str()),
+        ("DOWNLOAD_CALLBACK_SECRET", secret_text.as_str()),
+        ("PRINTER_URL", nowhere.as_str()),
+    ];
+    let binary = system
+        .instance("management-api", "pixpress-management", &env)
+        .await;
+    (binary, secret)
+}
+
+/// An image host that serves a PNG at once.
+fn image_host() -> Fixture {
+    let png = encode(&two_tone(64, 48).into(), image::ImageFormat::Png);
+    Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()))
+}
+
+/// An image host that takes a minute to answer: its downloads stay running.
+fn slow_image_host() -> Fixture {
+    Fixture::start(|_| Reply::bytes(200, "image/png", Vec::new()).delayed(Duration::from_secs(60)))
+}
+
+/// A loopback URL nothing listens on.
+fn nowhere() -> String {
+    format!("http://127.0.0.1:{}", closed_port())
+}
+
+/// A database URL on a port nothing listens on.
+fn gone_database_url() -> String {
+    format!("postgres://postgres@127.0.0.1:{}/gone", closed_port())
 }
 
 /// A loopback port nothing listens on.
@@ -50,9 +278,23 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-fn binary(name: &str, package: &str) -> String {
-    let path = workspace_binary(name, package);
-    path.to_str().expect("a UTF-8 target path").to_owned()
+async fn wait_ready(http: &Client, url: &str) {
+    eventually(&format!("{url} to be ready"), PATIENCE, || async {
+        let res = http.get(format!("{url}/ready")).send().await.ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------
+// Requests and what they must answer.
+
+/// A body over every service's 64 KiB limit.
+fn oversized() -> String {
+    format!(
+        r#"{{"url": "http://example.com/{}"}}"#,
+        "a".repeat(70 * 1024)
+    )
 }
 
 /// Sends `request` and asserts its status; error answers must be problem+json.
@@ -97,6 +339,16 @@ fn signed(http: &Client, url: &str, secret: &WebhookSecret, body: &str) -> Reque
     request
 }
 
+/// A JSON POST of `body` as it is, without a signature.
+fn unsigned(http: &Client, url: &str, body: String) -> RequestBuilder {
+    http.post(url)
+        .header("content-type", "application/json")
+        .body(body)
+}
+
+// ---------------------------------------------------------------------------------
+// The documented statuses against the produced ones.
+
 /// (route pattern, METHOD, status) triples.
 type Statuses = BTreeSet<(String, String, u16)>;
 
@@ -120,29 +372,19 @@ fn documented(doc: &Value) -> Statuses {
 }
 
 /// The `pixpress_http_requests_total` series of a Prometheus text exposition.
-fn counted(metrics: &str) -> Statuses {
-    let mut statuses = Statuses::new();
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("pixpress_http_requests_total{") else {
-            continue;
-        };
-        let Some((labels, _count)) = rest.split_once("} ") else {
-            continue;
-        };
-        let labels: BTreeMap<&str, &str> = labels
-            .split("\",")
-            .filter_map(|pair| pair.split_once("=\""))
-            .map(|(k, v)| (k, v.trim_end_matches('"')))
-            .collect();
-        if let (Some(endpoint), Some(method), Some(status)) = (
-            labels.get("endpoint"),
-            labels.get("method"),
-            labels.get("status").and_then(|s| s.parse().ok()),
-        ) {
-            statuses.insert(((*endpoint).to_owned(), (*method).to_owned(), status));
-        }
-    }
-    statuses
+fn counted(text: &str) -> Statuses {
+    metrics::samples(text)
+        .into_iter()
+        .filter(|s| s.name == "pixpress_http_requests_total")
+        .filter_map(|s| {
+            let status = s.label("status")?.parse().ok()?;
+            Some((
+                s.label("endpoint")?.to_owned(),
+                s.label("method")?.to_owned(),
+                status,
+            ))
+        })
+        .collect()
 }
 
 /// Everything the instances of one service counted. Each `/metrics` is read twice,
@@ -165,8 +407,10 @@ async fn produced(http: &Client, instances: &[&str]) -> Statuses {
     statuses
 }
 
-/// Compares one service's document with what its instances produced.
-async fn compare(http: &Client, service: &str, instances: &[&str]) -> Vec<String> {
+/// Compares one service's document (read from its first instance) with what its
+/// instances produced: each documented status was produced, and nothing produced
+/// on a documented operation is undocumented.
+async fn assert_documented_statuses_produced(http: &Client, service: &str, instances: &[&str]) {
     let doc = expect(
         http.get(format!("{}/openapi.json", instances[0])),
         200,
@@ -193,182 +437,75 @@ async fn compare(http: &Client, service: &str, instances: &[&str]) -> Vec<String
             ));
         }
     }
-    problems
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
-#[tokio::test]
-async fn every_documented_status_is_produced_and_every_produced_status_documented() {
-    // The system, on a database of its own.
-    let db = TestDatabase::empty().await;
-    let mut options = StackOptions::ephemeral();
-    options.database_url = Some(db.url.clone());
-    let stack = Stack::start(options).await.expect("the stack starts");
-    let http = client();
-    let admin = stack.token("0", &["admin"]);
-    let user1 = stack.token("1", &[]);
-    let service = stack.token("print-service", &["service"]);
-    let (printer_secret, printer_secret_text) = WebhookSecret::generate();
-    let (download_secret, download_secret_text) = WebhookSecret::generate();
+// ---------------------------------------------------------------------------------
+// management-api
 
-    // Backends that misbehave on purpose.
-    let png = encode(&two_tone(64, 48).into(), image::ImageFormat::Png);
-    let image_host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
-    let slow_host = Fixture::start(|_| {
-        Reply::bytes(200, "image/png", Vec::new()).delayed(Duration::from_secs(60))
-    });
-    let broken_management = Fixture::start(|_| Reply::json(500, json!({"error": "boom"})));
-    let nowhere = format!("http://127.0.0.1:{}", closed_port());
-    let no_database = format!("postgres://postgres@127.0.0.1:{}/gone", closed_port());
+/// Images recorded in the stack's management API for the tours to use.
+struct Images {
+    /// User 1's image, recorded ready to print.
+    ready: i64,
+    /// User 1's image whose download (from the slow host) never finishes.
+    pending: i64,
+}
 
-    // The extra instances, as their binaries.
-    let print = binary("print-service", "pixpress-print");
-    let management = binary("management-api", "pixpress-management");
-    let download = binary("download-service", "pixpress-download");
-    let printer = binary("printer-sim", "pixpress-printer-sim");
-    let intake_db = TestDatabase::new().await;
-    let spool_file = tempfile::NamedTempFile::new().expect("a temporary file");
-    let broken_spool = spool_file.path().join("spool");
-    let secret = stack.auth_secret.as_str();
-    // Their expected complaints (no database, no spool) would only be noise here.
-    let common = [("RUST_LOG", "off"), ("AUTH_JWT_SECRET", secret)];
-    let with = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
-        common
-            .iter()
-            .chain(extra)
-            .map(|(k, v)| (*k, (*v).to_owned()))
-            .collect()
-    };
-    let start = |path: String, env: Vec<(&'static str, String)>| async move {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        RunningBinary::start(&path, &env).await
-    };
-    let (print_outage, print_intake, slow_management, download_outage, printer_broken) = tokio::join!(
-        // No database; a management API that answers 500.
-        start(
-            print.clone(),
-            with(&[
-                ("DATABASE_URL", &no_database),
-                ("MANAGEMENT_URL", &broken_management.url),
-                ("PRINTER_CALLBACK_SECRET", &printer_secret_text),
-                ("BACKEND_TIMEOUT_MS", "300"),
-                ("DISPATCH_ENABLED", "false"),
-            ]),
-        ),
-        // Takes jobs, never dispatches them: they stay queued.
-        start(
-            print.clone(),
-            with(&[
-                ("DATABASE_URL", &intake_db.url),
-                ("MANAGEMENT_URL", &stack.management_url),
-                ("MANAGEMENT_TOKEN", &service),
-                ("PRINTER_CALLBACK_SECRET", &printer_secret_text),
-                ("DISPATCH_ENABLED", "false"),
-            ]),
-        ),
-        // Slower than any backend timeout; downloads asked of nobody stay pending.
-        start(
-            management,
-            with(&[
-                ("MANAGEMENT_LATENCY_MS", "3000"),
-                ("DOWNLOAD_URL", &nowhere),
-                ("DOWNLOAD_CALLBACK_SECRET", &download_secret_text),
-                ("PRINTER_URL", &nowhere),
-            ]),
-        ),
-        start(download, with(&[("DATABASE_URL", &no_database)])),
-        start(
-            printer,
-            with(&[(
-                "PRINTER_STATE_DIR",
-                broken_spool.to_str().unwrap_or_default()
-            )]),
-        ),
-    );
-    // One permit, and a management API that never answers in time.
-    let print_slow = start(
-        print,
-        with(&[
-            ("DATABASE_URL", &intake_db.url),
-            ("MANAGEMENT_URL", &slow_management.url),
-            ("MANAGEMENT_TOKEN", &service),
-            ("BACKEND_TIMEOUT_MS", "500"),
-            ("BACKEND_PERMITS", "1"),
-            ("DISPATCH_ENABLED", "false"),
-        ]),
-    )
-    .await;
-
-    for url in [
-        &stack.print_url,
-        &stack.download_url,
-        &stack.management_url,
-        &stack.printer_url,
-    ] {
-        eventually(&format!("{url} to be ready"), PATIENCE, || async {
-            let res = http.get(format!("{url}/ready")).send().await.ok()?;
-            (res.status() == 200).then_some(())
-        })
-        .await;
-        expect(http.get(format!("{url}/health")), 200, "GET /health").await;
-    }
-    eventually("the intake print-service to be ready", PATIENCE, || async {
-        let res = http
-            .get(format!("{}/ready", print_intake.url))
-            .send()
-            .await
-            .ok()?;
-        (res.status() == 200).then_some(())
-    })
-    .await;
-
-    // ---------------------------------------------------------------- management-api
-    let m = &stack.management_url;
-    let images = format!("{m}/users/1/images");
-    let ready_image = expect(
-        bearer(http.post(&images), &admin)
+async fn catalog_images(system: &System, slow_host: &Fixture) -> Images {
+    let (http, images) = (&system.http, images_url(system, 1));
+    let ready = expect(
+        bearer(http.post(&images), &system.admin)
             .json(&json!({"url": "http://example.com/ready.jpg", "ready": true})),
         201,
         "POST an image recorded ready",
     )
     .await;
-    let ready_id = ready_image["id"].as_i64().expect("an image id");
-    let pending_image = expect(
-        bearer(http.post(&images), &user1)
+    let pending = expect(
+        bearer(http.post(&images), &system.user1)
             .json(&json!({"url": format!("{}/slow.png", slow_host.url)})),
         201,
         "POST an image that downloads slowly",
     )
     .await;
-    let pending_id = pending_image["id"].as_i64().expect("an image id");
+    Images {
+        ready: ready["id"].as_i64().expect("an image id"),
+        pending: pending["id"].as_i64().expect("an image id"),
+    }
+}
+
+fn images_url(system: &System, user: i64) -> String {
+    format!("{}/users/{user}/images", system.stack.management_url)
+}
+
+async fn posting_images(system: &System) {
+    let (http, admin, images) = (&system.http, &system.admin, images_url(system, 1));
+    let cat = json!({"url": "http://example.com/a.jpg"});
     expect(
-        bearer(http.post(&images), &admin).json(&json!({"url": "ftp://example.com/a.jpg"})),
+        bearer(http.post(&images), admin).json(&json!({"url": "ftp://example.com/a.jpg"})),
         400,
         "POST an image with a non-http URL",
     )
     .await;
     expect(
-        http.post(&images)
-            .json(&json!({"url": "http://example.com/a.jpg"})),
+        http.post(&images).json(&cat),
         401,
         "POST an image without a token",
     )
     .await;
     expect(
-        bearer(http.post(format!("{m}/users/2/images")), &user1)
-            .json(&json!({"url": "http://example.com/a.jpg"})),
+        bearer(http.post(images_url(system, 2)), &system.user1).json(&cat),
         403,
         "POST an image to another user's collection",
     )
     .await;
     expect(
-        bearer(http.post(format!("{m}/users/0/images")), &admin)
-            .json(&json!({"url": "http://example.com/a.jpg"})),
+        bearer(http.post(images_url(system, 0)), admin).json(&cat),
         404,
         "POST an image for user 0",
     )
     .await;
     expect(
-        bearer(http.post(&images), &admin)
+        bearer(http.post(&images), admin)
             .header("content-type", "application/json")
             .body(oversized()),
         413,
@@ -376,32 +513,40 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
     )
     .await;
     expect(
-        bearer(http.post(&images), &admin)
+        bearer(http.post(&images), admin)
             .header("content-type", "text/plain")
             .body("http://example.com/a.jpg"),
         415,
         "POST an image as text",
     )
     .await;
-    expect(bearer(http.get(&images), &user1), 200, "GET own images").await;
-    expect(http.get(&images), 401, "GET images without a token").await;
+}
+
+async fn reading_images(system: &System, images: &Images) {
+    let (http, user1, list) = (&system.http, &system.user1, images_url(system, 1));
+    expect(bearer(http.get(&list), user1), 200, "GET own images").await;
+    expect(http.get(&list), 401, "GET images without a token").await;
     expect(
-        bearer(http.get(format!("{m}/users/2/images")), &user1),
+        bearer(http.get(images_url(system, 2)), user1),
         404,
         "GET another user's images",
     )
     .await;
-    let one = format!("{images}/{ready_id}");
-    expect(bearer(http.get(&one), &user1), 200, "GET an image").await;
+    let one = format!("{list}/{}", images.ready);
+    expect(bearer(http.get(&one), user1), 200, "GET an image").await;
     expect(http.get(&one), 401, "GET an image without a token").await;
     expect(
-        bearer(http.get(format!("{images}/999999")), &user1),
+        bearer(http.get(format!("{list}/999999")), user1),
         404,
         "GET a missing image",
     )
     .await;
+}
+
+async fn deleting_an_image(system: &System) {
+    let (http, user1, images) = (&system.http, &system.user1, images_url(system, 1));
     let doomed = expect(
-        bearer(http.post(&images), &admin)
+        bearer(http.post(&images), &system.admin)
             .json(&json!({"url": "http://example.com/doomed.jpg", "ready": true})),
         201,
         "POST an image to delete",
@@ -409,83 +554,97 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
     .await;
     let doomed = format!("{images}/{}", doomed["id"]);
     expect(http.delete(&doomed), 401, "DELETE without a token").await;
-    expect(bearer(http.delete(&doomed), &user1), 204, "DELETE an image").await;
-    expect(bearer(http.delete(&doomed), &user1), 404, "DELETE it again").await;
+    expect(bearer(http.delete(&doomed), user1), 204, "DELETE an image").await;
+    expect(bearer(http.delete(&doomed), user1), 404, "DELETE it again").await;
+}
 
+async fn looking_images_up(system: &System, images: &Images) {
+    let (http, service) = (&system.http, &system.service);
+    let m = &system.stack.management_url;
     let lookup = |user: &str, file: String| format!("{m}/lookup?user_id={user}&file_id={file}");
+    let ready = images.ready.to_string();
     expect(
-        bearer(http.get(lookup("1", ready_id.to_string())), &service),
+        bearer(http.get(lookup("1", ready.clone())), service),
         200,
         "lookup a ready image",
     )
     .await;
     expect(
-        bearer(http.get(lookup("x", "1".into())), &service),
+        bearer(http.get(lookup("x", "1".into())), service),
         400,
         "lookup with a non-integer user",
     )
     .await;
     expect(
-        http.get(lookup("1", ready_id.to_string())),
+        http.get(lookup("1", ready.clone())),
         401,
         "lookup without a token",
     )
     .await;
     expect(
-        bearer(http.get(lookup("1", ready_id.to_string())), &user1),
+        bearer(http.get(lookup("1", ready)), &system.user1),
         403,
         "lookup with an end user's token",
     )
     .await;
     expect(
-        bearer(http.get(lookup("1", "999999".into())), &service),
+        bearer(http.get(lookup("1", "999999".into())), service),
         404,
         "lookup a missing image",
     )
     .await;
     expect(
-        bearer(http.get(lookup("1", pending_id.to_string())), &service),
+        bearer(http.get(lookup("1", images.pending.to_string())), service),
         409,
         "lookup a pending image",
     )
     .await;
+}
 
-    let printers = format!("{m}/printers");
-    expect(bearer(http.get(&printers), &user1), 200, "GET printers").await;
+async fn placing_printers(system: &System) {
+    let (http, admin) = (&system.http, &system.admin);
+    let printers = format!("{}/printers", system.stack.management_url);
+    let here = json!({"url": system.stack.printer_url});
+    expect(
+        bearer(http.get(&printers), &system.user1),
+        200,
+        "GET printers",
+    )
+    .await;
     expect(http.get(&printers), 401, "GET printers without a token").await;
     let printer1 = format!("{printers}/1");
     expect(
-        bearer(http.put(&printer1), &admin).json(&json!({"url": stack.printer_url})),
+        bearer(http.put(&printer1), admin).json(&here),
         200,
         "PUT printer 1 where it is",
     )
     .await;
     expect(
-        bearer(http.put(&printer1), &admin).json(&json!({"url": "nowhere"})),
+        bearer(http.put(&printer1), admin).json(&json!({"url": "nowhere"})),
         400,
         "PUT a printer at a non-URL",
     )
     .await;
     expect(
-        http.put(&printer1).json(&json!({"url": stack.printer_url})),
+        http.put(&printer1).json(&here),
         401,
         "PUT a printer without a token",
     )
     .await;
     expect(
-        bearer(http.put(&printer1), &user1).json(&json!({"url": stack.printer_url})),
+        bearer(http.put(&printer1), &system.user1).json(&here),
         403,
         "PUT a printer as an end user",
     )
     .await;
     expect(
-        bearer(http.put(format!("{printers}/0")), &admin).json(&json!({"url": stack.printer_url})),
+        bearer(http.put(format!("{printers}/0")), admin).json(&here),
         404,
         "PUT printer 0",
     )
     .await;
     expect(
-        bearer(http.put(&printer1), &admin)
+        bearer(http.put(&printer1), admin)
             .header("content-type", "application/json")
             .body(oversized()),
         413,
@@ -493,84 +652,69 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
     )
     .await;
     expect(
-        bearer(http.put(&printer1), &admin)
+        bearer(http.put(&printer1), admin)
             .header("content-type", "text/plain")
             .body("http://example.com"),
         415,
         "PUT a printer as text",
     )
     .await;
+}
 
-    // The second management-api: a new printer (not to move the stack's jobs), and
-    // the download callbacks, signed with a secret the test knows.
-    let sm = &slow_management.url;
+/// A finished download task, as download-service reports it.
+fn download_report(state: &str, error: Option<&str>) -> String {
+    json!({
+        "id": Uuid::new_v4(),
+        "url": "http://example.com/waiting.jpg",
+        "state": state,
+        "error": error,
+        "content_type": "image/jpeg",
+        "width": 64,
+        "height": 48,
+        "bytes": 1234,
+        "original_key": "originals/x",
+        "thumbnail_key": "thumbnails/x.jpg",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:01Z",
+    })
+    .to_string()
+}
+
+/// On the second management-api: a new printer (not to move the stack's jobs), and
+/// the download callbacks, signed with a secret the test knows.
+async fn reporting_downloads(system: &System, sm: &str, secret: &WebhookSecret) {
+    let (http, admin) = (&system.http, &system.admin);
     expect(
-        bearer(http.put(format!("{sm}/printers/9")), &admin).json(&json!({"url": nowhere})),
+        bearer(http.put(format!("{sm}/printers/9")), admin).json(&json!({"url": nowhere()})),
         201,
         "PUT a new printer",
     )
     .await;
     let waiting = expect(
-        bearer(http.post(format!("{sm}/users/1/images")), &admin)
+        bearer(http.post(format!("{sm}/users/1/images")), admin)
             .json(&json!({"url": "http://example.com/waiting.jpg"})),
         201,
         "POST an image whose download nobody takes",
     )
     .await;
-    // A finished download task, as download-service reports it.
-    let report = |state: &str, error: Option<&str>| {
-        json!({
-            "id": Uuid::new_v4(),
-            "url": "http://example.com/waiting.jpg",
-            "state": state,
-            "error": error,
-            "content_type": "image/jpeg",
-            "width": 64,
-            "height": 48,
-            "bytes": 1234,
-            "original_key": "originals/x",
-            "thumbnail_key": "thumbnails/x.jpg",
-            "created_at": "2026-01-01T00:00:00Z",
-            "updated_at": "2026-01-01T00:00:01Z",
-        })
-        .to_string()
-    };
     let callback = format!("{sm}/internal/images/{}/download", waiting["id"]);
-    let completed = report("completed", None);
+    let completed = download_report("completed", None);
+    let failed = download_report("failed", Some("timeout"));
+    let report = |body: &str| signed(http, &callback, secret, body);
+    expect(report(&completed), 204, "report a completed download").await;
+    expect(report(&completed), 204, "report it again").await;
+    expect(report(&failed), 409, "report a different result").await;
     expect(
-        signed(&http, &callback, &download_secret, &completed),
-        204,
-        "report a completed download",
-    )
-    .await;
-    expect(
-        signed(&http, &callback, &download_secret, &completed),
-        204,
-        "report it again",
-    )
-    .await;
-    expect(
-        signed(
-            &http,
-            &callback,
-            &download_secret,
-            &report("failed", Some("timeout")),
-        ),
-        409,
-        "report a different result",
-    )
-    .await;
-    expect(
-        signed(&http, &callback, &download_secret, &report("running", None)),
+        report(&download_report("running", None)),
         400,
         "report an unfinished download",
     )
     .await;
     expect(
         signed(
-            &http,
+            http,
             &format!("{sm}/internal/images/999999/download"),
-            &download_secret,
+            secret,
             &completed,
         ),
         404,
@@ -578,65 +722,68 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
     )
     .await;
     expect(
-        http.post(&callback)
-            .header("content-type", "application/json")
-            .body(completed.clone()),
+        unsigned(http, &callback, completed),
         401,
         "report without a signature",
     )
     .await;
     expect(
-        http.post(&callback)
-            .header("content-type", "application/json")
-            .body(oversized()),
+        unsigned(http, &callback, oversized()),
         413,
         "report an oversized body",
     )
     .await;
+}
 
-    // ---------------------------------------------------------------- print-service
-    let p = &stack.print_url;
-    let jobs = format!("{p}/print/jobs");
-    let job = expect(
-        bearer(http.post(&jobs), &user1).json(&json!({"user_id": 1, "file_id": ready_id})),
+// ---------------------------------------------------------------------------------
+// print-service
+
+fn jobs_url(system: &System) -> String {
+    format!("{}/print/jobs", system.stack.print_url)
+}
+
+/// The job posted; its URL.
+async fn posting_jobs(system: &System, images: &Images) -> String {
+    let (http, user1, jobs) = (&system.http, &system.user1, jobs_url(system));
+    let job = |user: i64, file: i64| json!({"user_id": user, "file_id": file});
+    let posted = expect(
+        bearer(http.post(&jobs), user1).json(&job(1, images.ready)),
         201,
         "POST a job",
     )
     .await;
-    let job_url = format!("{jobs}/{}", job["id"].as_str().expect("a job id"));
     expect(
-        bearer(http.post(&jobs), &user1).json(&json!({"user_id": 0, "file_id": 0})),
+        bearer(http.post(&jobs), user1).json(&job(0, 0)),
         400,
         "POST an invalid job",
     )
     .await;
     expect(
-        http.post(&jobs)
-            .json(&json!({"user_id": 1, "file_id": ready_id})),
+        http.post(&jobs).json(&job(1, images.ready)),
         401,
         "POST a job without a token",
     )
     .await;
     expect(
-        bearer(http.post(&jobs), &user1).json(&json!({"user_id": 2, "file_id": ready_id})),
+        bearer(http.post(&jobs), user1).json(&job(2, images.ready)),
         403,
         "POST a job for another user",
     )
     .await;
     expect(
-        bearer(http.post(&jobs), &user1).json(&json!({"user_id": 1, "file_id": 999999})),
+        bearer(http.post(&jobs), user1).json(&job(1, 999999)),
         404,
         "POST a job for a missing file",
     )
     .await;
     expect(
-        bearer(http.post(&jobs), &user1).json(&json!({"user_id": 1, "file_id": pending_id})),
+        bearer(http.post(&jobs), user1).json(&job(1, images.pending)),
         409,
         "POST a job for a pending image",
     )
     .await;
     expect(
-        bearer(http.post(&jobs), &user1)
+        bearer(http.post(&jobs), user1)
             .header("content-type", "application/json")
             .body(oversized()),
         413,
@@ -644,31 +791,36 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
     )
     .await;
     expect(
-        bearer(http.post(&jobs), &user1)
+        bearer(http.post(&jobs), user1)
             .header("content-type", "text/plain")
             .body("user 1, file 1"),
         415,
         "POST a job as text",
     )
     .await;
-    expect(bearer(http.get(&jobs), &user1), 200, "GET own jobs").await;
+    format!("{jobs}/{}", posted["id"].as_str().expect("a job id"))
+}
+
+async fn reading_and_canceling_jobs(system: &System, job_url: &str) {
+    let (http, user1, jobs) = (&system.http, &system.user1, jobs_url(system));
+    expect(bearer(http.get(&jobs), user1), 200, "GET own jobs").await;
     expect(
-        bearer(http.get(format!("{jobs}?limit=0")), &user1),
+        bearer(http.get(format!("{jobs}?limit=0")), user1),
         400,
         "GET jobs with limit 0",
     )
     .await;
     expect(http.get(&jobs), 401, "GET jobs without a token").await;
     expect(
-        bearer(http.get(format!("{jobs}?user_id=2")), &user1),
+        bearer(http.get(format!("{jobs}?user_id=2")), user1),
         403,
         "GET another user's jobs",
     )
     .await;
-    expect(bearer(http.get(&job_url), &user1), 200, "GET a job").await;
-    expect(http.get(&job_url), 401, "GET a job without a token").await;
+    expect(bearer(http.get(job_url), user1), 200, "GET a job").await;
+    expect(http.get(job_url), 401, "GET a job without a token").await;
     expect(
-        bearer(http.get(format!("{jobs}/{}", Uuid::new_v4())), &user1),
+        bearer(http.get(format!("{jobs}/{}", Uuid::new_v4())), user1),
         404,
         "GET a missing job",
     )
@@ -682,147 +834,189 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
     expect(
         bearer(
             http.post(format!("{jobs}/{}/cancel", Uuid::new_v4())),
-            &user1,
+            user1,
         ),
         404,
         "cancel a missing job",
     )
     .await;
+}
 
-    // Intake only: jobs stay queued, so they can be canceled and called back on.
-    let intake_jobs = format!("{}/print/jobs", print_intake.url);
-    let create = |key: &'static str, copies: i32| {
-        bearer(http.post(&intake_jobs), &user1)
-            .header("idempotency-key", key)
-            .json(&json!({"user_id": 1, "file_id": ready_id, "copies": copies}))
-    };
-    let queued = expect(create("first", 1), 201, "POST a job to the intake").await;
-    expect(create("first", 2), 422, "reuse its key with another body").await;
+/// The intake-only print-service: its jobs stay queued, so they can be canceled and
+/// called back on.
+struct Intake<'a> {
+    url: &'a str,
+    db: &'a TestDatabase,
+    printer_secret: &'a WebhookSecret,
+}
+
+impl Intake<'_> {
+    /// `POST /print/jobs` of `copies` of the ready image with idempotency `key`.
+    fn post_job(&self, system: &System, images: &Images, key: &str, copies: i32) -> RequestBuilder {
+        bearer(
+            system.http.post(format!("{}/print/jobs", self.url)),
+            &system.user1,
+        )
+        .header("idempotency-key", key)
+        .json(&json!({"user_id": 1, "file_id": images.ready, "copies": copies}))
+    }
+
+    /// Where the printer of `job` (as answered to its POST) calls back.
+    async fn callback_url(&self, job: &Value) -> String {
+        let id = job["id"].as_str().and_then(|id| Uuid::parse_str(id).ok());
+        let row = self
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT correlation_id FROM print_jobs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("the job's correlation id");
+        let correlation_id: Uuid = row.get("correlation_id");
+        format!("{}/print/callbacks/{correlation_id}", self.url)
+    }
+}
+
+async fn canceling_a_queued_job(system: &System, intake: &Intake<'_>, images: &Images) {
+    let http = &system.http;
+    let queued = expect(
+        intake.post_job(system, images, "first", 1),
+        201,
+        "POST a job to the intake",
+    )
+    .await;
+    expect(
+        intake.post_job(system, images, "first", 2),
+        422,
+        "reuse its key with another body",
+    )
+    .await;
     let cancel = format!(
-        "{intake_jobs}/{}/cancel",
+        "{}/print/jobs/{}/cancel",
+        intake.url,
         queued["id"].as_str().unwrap_or_default()
     );
     expect(
-        bearer(http.post(&cancel), &user1),
+        bearer(http.post(&cancel), &system.user1),
         200,
         "cancel a queued job",
     )
     .await;
-    expect(bearer(http.post(&cancel), &user1), 409, "cancel it again").await;
-    let other = expect(create("second", 1), 201, "POST another job").await;
-    let intake = intake_db.client().await;
-    let correlation_id = |job: &Value| {
-        let id = job["id"].as_str().and_then(|id| Uuid::parse_str(id).ok());
-        let intake = &intake;
-        async move {
-            let row = intake
-                .query_one(
-                    "SELECT correlation_id FROM print_jobs WHERE id = $1",
-                    &[&id],
-                )
-                .await
-                .expect("the job's correlation id");
-            row.get::<_, Uuid>(0)
-        }
-    };
-    let callbacks = format!("{}/print/callbacks", print_intake.url);
-    let canceled_job = format!("{callbacks}/{}", correlation_id(&queued).await);
-    let this_job = format!("{callbacks}/{}", correlation_id(&other).await);
-    let printing = r#"{"status": "printing"}"#;
-    let failed = r#"{"status": "failed", "detail": "paper jam"}"#;
     expect(
-        signed(&http, &canceled_job, &printer_secret, printing),
+        bearer(http.post(&cancel), &system.user1),
+        409,
+        "cancel it again",
+    )
+    .await;
+    let printing = r#"{"status": "printing"}"#;
+    expect(
+        signed(
+            http,
+            &intake.callback_url(&queued).await,
+            intake.printer_secret,
+            printing,
+        ),
         409,
         "report printing for a canceled job",
     )
     .await;
+}
+
+async fn reporting_prints(system: &System, intake: &Intake<'_>, images: &Images) {
+    let (http, secret) = (&system.http, intake.printer_secret);
+    let job = expect(
+        intake.post_job(system, images, "second", 1),
+        201,
+        "POST another job",
+    )
+    .await;
+    let this_job = intake.callback_url(&job).await;
+    let failed = r#"{"status": "failed", "detail": "paper jam"}"#;
     expect(
-        signed(&http, &this_job, &printer_secret, failed),
+        signed(http, &this_job, secret, failed),
         204,
         "report it failed",
     )
     .await;
     expect(
-        signed(&http, &this_job, &printer_secret, failed),
+        signed(http, &this_job, secret, failed),
         204,
         "report it failed again",
     )
     .await;
     expect(
-        signed(&http, &this_job, &printer_secret, r#"{"status": "lost"}"#),
+        signed(http, &this_job, secret, r#"{"status": "lost"}"#),
         400,
         "report a status that does not exist",
     )
     .await;
+    let unknown = format!("{}/print/callbacks/{}", intake.url, Uuid::new_v4());
     expect(
-        signed(
-            &http,
-            &format!("{callbacks}/{}", Uuid::new_v4()),
-            &printer_secret,
-            failed,
-        ),
+        signed(http, &unknown, secret, failed),
         404,
         "report on an unknown correlation id",
     )
     .await;
     expect(
-        http.post(&this_job)
-            .header("content-type", "application/json")
-            .body(failed),
+        unsigned(http, &this_job, failed.to_owned()),
         401,
         "report without a signature",
     )
     .await;
     expect(
-        http.post(&this_job)
-            .header("content-type", "application/json")
-            .body(oversized()),
+        unsigned(http, &this_job, oversized()),
         413,
         "report an oversized body",
     )
     .await;
+}
 
-    // No database, and a management API that answers 500.
-    let outage = &print_outage.url;
-    let outage_jobs = format!("{outage}/print/jobs");
-    let body = json!({"user_id": 1, "file_id": ready_id});
-    let missing = format!("{outage_jobs}/{}", Uuid::new_v4());
+/// No database, and a management API that answers 500.
+async fn answering_without_database_or_management(
+    system: &System,
+    outage: &str,
+    printer_secret: &WebhookSecret,
+    images: &Images,
+) {
+    let (http, user1) = (&system.http, &system.user1);
+    let jobs = format!("{outage}/print/jobs");
+    let body = json!({"user_id": 1, "file_id": images.ready});
+    let missing = format!("{jobs}/{}", Uuid::new_v4());
+    let callback = format!("{outage}/print/callbacks/{}", Uuid::new_v4());
+    let failed = r#"{"status": "failed", "detail": "paper jam"}"#;
     // Most wait for the pool's connection timeout: all at once.
     tokio::join!(
         expect(
-            bearer(http.post(&outage_jobs), &user1).json(&body),
+            bearer(http.post(&jobs), user1).json(&body),
             502,
             "POST a job while the management API fails",
         ),
         expect(
-            bearer(http.post(&outage_jobs), &user1)
+            bearer(http.post(&jobs), user1)
                 .header("idempotency-key", "outage")
                 .json(&body),
             503,
             "POST a job with a key while the database is down",
         ),
         expect(
-            bearer(http.get(&outage_jobs), &user1),
+            bearer(http.get(&jobs), user1),
             503,
             "GET jobs while the database is down",
         ),
         expect(
-            bearer(http.get(&missing), &user1),
+            bearer(http.get(&missing), user1),
             503,
             "GET a job while the database is down",
         ),
         expect(
-            bearer(http.post(format!("{missing}/cancel")), &user1),
+            bearer(http.post(format!("{missing}/cancel")), user1),
             503,
             "cancel while the database is down",
         ),
         expect(
-            signed(
-                &http,
-                &format!("{outage}/print/callbacks/{}", Uuid::new_v4()),
-                &printer_secret,
-                failed,
-            ),
+            signed(http, &callback, printer_secret, failed),
             503,
             "a printer callback while the database is down",
         ),
@@ -832,13 +1026,18 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
             "GET /ready without a database",
         ),
     );
+}
 
-    // A single permit, and lookups slower than the backend timeout: of requests sent
-    // together, the one holding the permit times out and the others are turned away.
-    let slow_jobs = format!("{}/print/jobs", print_slow.url);
-    let answers = futures_util::future::join_all(
-        (0..4).map(|_| bearer(http.post(&slow_jobs), &user1).json(&body).send()),
-    )
+/// A single permit, and lookups slower than the backend timeout: of requests sent
+/// together, the one holding the permit times out and the others are turned away.
+async fn answering_with_a_saturated_backend(system: &System, slow: &str, images: &Images) {
+    let jobs = format!("{slow}/print/jobs");
+    let body = json!({"user_id": 1, "file_id": images.ready});
+    let answers = futures_util::future::join_all((0..4).map(|_| {
+        bearer(system.http.post(&jobs), &system.user1)
+            .json(&body)
+            .send()
+    }))
     .await;
     let statuses: Vec<u16> = answers
         .into_iter()
@@ -848,9 +1047,18 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
         statuses.contains(&504) && statuses.contains(&429),
         "one 504 and 429s expected: {statuses:?}"
     );
+}
 
-    // ---------------------------------------------------------------- download-service
-    let d = &stack.download_url;
+// ---------------------------------------------------------------------------------
+// download-service
+
+/// One download that completes and one that stays running; their tasks.
+async fn posting_downloads(
+    system: &System,
+    image_host: &Fixture,
+    slow_host: &Fixture,
+) -> (Value, Value) {
+    let (http, d) = (&system.http, &system.stack.download_url);
     let downloads = format!("{d}/downloads");
     let done = expect(
         http.post(&downloads)
@@ -888,6 +1096,12 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
         "POST a download as text",
     )
     .await;
+    (done, slow)
+}
+
+async fn reading_downloads(system: &System, done: &Value) {
+    let http = &system.http;
+    let downloads = format!("{}/downloads", system.stack.download_url);
     let done_url = format!("{downloads}/{}", done["id"].as_str().unwrap_or_default());
     eventually("the download to complete", PATIENCE, || async {
         let task: Value = http.get(&done_url).send().await.ok()?.json().await.ok()?;
@@ -901,6 +1115,10 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
         "GET a missing download",
     )
     .await;
+}
+
+async fn reading_stored_images(system: &System, done: &Value, slow: &Value) {
+    let (http, d) = (&system.http, &system.stack.download_url);
     for variant in ["original", "thumbnail"] {
         let image =
             |id: &Value| format!("{d}/images/{}/{variant}", id.as_str().unwrap_or_default());
@@ -918,67 +1136,66 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
         )
         .await;
     }
-    let outage_downloads = format!("{}/downloads", download_outage.url);
-    let outage_image = |variant: &str| {
-        format!(
-            "{}/images/{}/{variant}",
-            download_outage.url,
-            Uuid::new_v4()
-        )
-    };
+}
+
+async fn answering_downloads_without_database(system: &System, outage: &str) {
+    let http = &system.http;
+    let downloads = format!("{outage}/downloads");
+    let image = |variant: &str| format!("{outage}/images/{}/{variant}", Uuid::new_v4());
     // Each waits for the pool's connection timeout: all at once.
     tokio::join!(
         expect(
-            http.post(&outage_downloads)
+            http.post(&downloads)
                 .json(&json!({"url": "http://example.com/a.png"})),
             503,
             "POST a download while the database is down",
         ),
         expect(
-            http.get(format!("{outage_downloads}/{}", Uuid::new_v4())),
+            http.get(format!("{downloads}/{}", Uuid::new_v4())),
             503,
             "GET a download while the database is down",
         ),
         expect(
-            http.get(outage_image("original")),
+            http.get(image("original")),
             503,
             "GET an original while the database is down",
         ),
         expect(
-            http.get(outage_image("thumbnail")),
+            http.get(image("thumbnail")),
             503,
             "GET a thumbnail while the database is down",
         ),
         expect(
-            http.get(format!("{}/ready", download_outage.url)),
+            http.get(format!("{outage}/ready")),
             503,
             "GET /ready without a database",
         ),
     );
+}
 
-    // ---------------------------------------------------------------- printer-sim
-    let printer_jobs = format!("{}/jobs", stack.printer_url);
-    let printer_job = json!({
+// ---------------------------------------------------------------------------------
+// printer-sim
+
+/// The stack's printer takes a print and refuses bad ones; the print it took.
+async fn printing(system: &System, image_host: &Fixture) -> Value {
+    let http = &system.http;
+    let jobs = format!("{}/jobs", system.stack.printer_url);
+    let print = json!({
         "correlation_id": Uuid::new_v4(),
         "image_url": "http://example.com/a.jpg",
         "copies": 1,
         "callback_url": format!("{}/callback", image_host.url),
     });
+    expect(http.post(&jobs).json(&print), 202, "POST a print").await;
     expect(
-        http.post(&printer_jobs).json(&printer_job),
-        202,
-        "POST a print",
-    )
-    .await;
-    expect(
-        http.post(&printer_jobs)
+        http.post(&jobs)
             .json(&json!({"correlation_id": Uuid::new_v4(), "image_url": "x", "copies": 0, "callback_url": "y"})),
         400,
         "POST an invalid print",
     )
     .await;
     expect(
-        http.post(&printer_jobs)
+        http.post(&jobs)
             .header("content-type", "application/json")
             .body(oversized()),
         413,
@@ -986,57 +1203,29 @@ async fn every_documented_status_is_produced_and_every_produced_status_documente
     )
     .await;
     expect(
-        http.post(&printer_jobs)
+        http.post(&jobs)
             .header("content-type", "text/plain")
             .body("print this"),
         415,
         "POST a print as text",
     )
     .await;
-    expect(http.get(&printer_jobs), 200, "GET prints").await;
+    expect(http.get(&jobs), 200, "GET prints").await;
+    print
+}
+
+async fn printing_on_a_broken_spool(system: &System, broken: &str, print: &Value) {
+    let http = &system.http;
     expect(
-        http.post(format!("{}/jobs", printer_broken.url))
-            .json(&printer_job),
+        http.post(format!("{broken}/jobs")).json(print),
         503,
         "POST a print to a printer whose spool cannot be written",
     )
     .await;
     expect(
-        http.get(format!("{}/ready", printer_broken.url)),
+        http.get(format!("{broken}/ready")),
         503,
         "GET /ready of a printer whose spool cannot be written",
     )
     .await;
-
-    // ---------------------------------------------------------------- the comparison
-    let mut problems = Vec::new();
-    for (service, instances) in [
-        (
-            "print-service",
-            vec![
-                stack.print_url.as_str(),
-                print_outage.url.as_str(),
-                print_intake.url.as_str(),
-                print_slow.url.as_str(),
-            ],
-        ),
-        (
-            "management-api",
-            vec![stack.management_url.as_str(), slow_management.url.as_str()],
-        ),
-        (
-            "download-service",
-            vec![stack.download_url.as_str(), download_outage.url.as_str()],
-        ),
-        (
-            "printer-sim",
-            vec![stack.printer_url.as_str(), printer_broken.url.as_str()],
-        ),
-    ] {
-        problems.extend(compare(&http, service, &instances).await);
-    }
-    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
-    // The slow download would hold the stack's shutdown for its whole grace period.
-    drop(slow_host);
-    stack.stop().await;
 }

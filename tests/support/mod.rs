@@ -13,6 +13,7 @@ use pixpress_domain::printer::PrintedJob;
 use pixpress_stack::{Stack, StackOptions};
 use pixpress_testkit::auth;
 use pixpress_testkit::http::eventually;
+use pixpress_testkit::metrics;
 use pixpress_testkit::process::RunningBinary;
 use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
@@ -55,7 +56,7 @@ pub async fn job_reaches(http: &reqwest::Client, stack: &Stack, id: &str, state:
 /// The Standard Webhooks secret print-service and printer-sim share.
 pub const CALLBACK_SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
 
-/// Where the three service binaries are (next to this test's executable).
+/// Where service binary `name` of `package` is (next to this test's executable).
 pub fn binary(name: &str, package: &str) -> String {
     let path = pixpress_testkit::process::workspace_binary(name, package);
     path.to_str().expect("a UTF-8 target path").to_owned()
@@ -224,19 +225,19 @@ impl Processes {
         pixpress_testkit::printer::printed(&self.printer.url).await
     }
 
-    /// The value of the sample `name` (with its labels) in print-service's metrics.
-    pub async fn print_metric(&self, name: &str) -> Option<f64> {
+    /// The value of the sample `name` with exactly `labels` in the metrics of the
+    /// process at `base_url` (`None` also while it does not answer).
+    pub async fn metric(&self, base_url: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let text = self
             .http
-            .get(format!("{}/metrics", self.print.url))
+            .get(format!("{base_url}/metrics"))
             .send()
             .await
             .ok()?
             .text()
             .await
             .ok()?;
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        metrics::value(&text, name, labels)
     }
 
     /// A direct connection to print-service's database.

@@ -1,9 +1,23 @@
-//! A fresh, migrated database per test.
+//! A fresh, migrated database per test, dropped when the test is done with it.
 //!
 //! The server is found once per test binary, in this order: `TEST_DATABASE_URL`,
 //! then `DATABASE_URL`, then `postgres://postgres@127.0.0.1:5432`, and if none of
 //! them answers, a throwaway cluster started from the installed server binaries in
 //! a temporary directory (stopped when the test binary exits).
+//!
+//! Each test's database is dropped when its [`TestDatabase`] is (also when the test
+//! panics), connections and all. A test binary that is killed cannot do that, so
+//! each binary, when it first reaches the server, sweeps up the `pixpress_test_*`
+//! databases left there. Every test database is labelled (in its comment) with the
+//! process that made it, and a database counts as left over only when
+//! - that process was on this host and is gone, or
+//! - it was elsewhere or is unknown (an unlabelled database), the database is more
+//!   than an hour old, and nobody is connected to it.
+//!
+//! So concurrent test binaries never drop each other's databases: on one host each
+//! sees the other running, and no test lasts an hour. Details in `db/cleanup.rs`.
+
+mod cleanup;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -19,10 +33,13 @@ static SERVER: OnceCell<String> = OnceCell::const_new();
 /// Keeps the throwaway cluster (and its directory) alive for the whole test binary.
 static THROWAWAY: OnceLock<(PostgresCluster, tempfile::TempDir)> = OnceLock::new();
 
-/// A database of its own for one test, created empty and migrated.
+/// A database of its own for one test, created empty and migrated, and dropped
+/// (its connections cut first) when this value is.
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// The maintenance database it is dropped from.
+    server: &'static str,
 }
 
 impl TestDatabase {
@@ -40,17 +57,24 @@ impl TestDatabase {
     /// Creates a new database without migrating it.
     pub async fn empty() -> Self {
         let server = server_url().await;
-        let name = format!("pixpress_test_{}", uuid::Uuid::new_v4().simple());
+        let name = cleanup::new_name();
         let (client, conn) = tokio_postgres::connect(server, NoTls)
             .await
             .unwrap_or_else(|e| panic!("connecting to {server}: {e}"));
         tokio::spawn(conn);
+        // CREATE DATABASE cannot share a transaction with the COMMENT: until the
+        // comment is there, the database counts as one of unknown owner (kept).
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
         let url = replace_database(server, &name);
-        Self { name, url }
+        let db = Self { name, url, server };
+        client
+            .batch_execute(&cleanup::label_statement(&db.name))
+            .await
+            .unwrap_or_else(|e| panic!("labelling database {}: {e}", db.name));
+        db
     }
 
     /// A pool on this database (small: tests share the server).
@@ -67,6 +91,12 @@ impl TestDatabase {
             .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url));
         tokio::spawn(conn);
         client
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        cleanup::drop_now(self.server, &self.name);
     }
 }
 
@@ -101,21 +131,30 @@ async fn answers(url: &str) -> bool {
 async fn server_url() -> &'static str {
     SERVER
         .get_or_init(|| async {
-            for var in ["TEST_DATABASE_URL", "DATABASE_URL"] {
-                if let Ok(url) = std::env::var(var) {
-                    if !url.is_empty() {
-                        return url;
-                    }
-                }
-            }
-            if answers(DEFAULT_SERVER).await {
-                return DEFAULT_SERVER.to_owned();
-            }
-            tokio::task::spawn_blocking(start_throwaway)
-                .await
-                .unwrap_or_else(|e| panic!("starting a throwaway PostgreSQL: {e}"))
+            let Some(url) = configured_server().await else {
+                // A fresh cluster has no leftovers to sweep.
+                return tokio::task::spawn_blocking(start_throwaway)
+                    .await
+                    .unwrap_or_else(|e| panic!("starting a throwaway PostgreSQL: {e}"));
+            };
+            cleanup::sweep_in_background(url.clone());
+            url
         })
         .await
+}
+
+/// `TEST_DATABASE_URL`, `DATABASE_URL`, or the default server if it answers.
+async fn configured_server() -> Option<String> {
+    for var in ["TEST_DATABASE_URL", "DATABASE_URL"] {
+        if let Ok(url) = std::env::var(var) {
+            if !url.is_empty() {
+                return Some(url);
+            }
+        }
+    }
+    answers(DEFAULT_SERVER)
+        .await
+        .then(|| DEFAULT_SERVER.to_owned())
 }
 
 /// Removes throwaway clusters of earlier test binaries (their servers died with

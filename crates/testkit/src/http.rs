@@ -14,7 +14,21 @@ pub fn client() -> reqwest::Client {
 /// Polls `check` every 20 ms until it returns `Some`, or panics after `limit`
 /// saying what was awaited. For state reached asynchronously (background work),
 /// never as a speed assertion: give generous limits.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(what, limit, Duration::from_millis(20), check).await
+}
+
+/// [`eventually`], polling every `interval`.
+pub async fn eventually_every<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    interval: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -27,7 +41,7 @@ where
         if start.elapsed() > limit {
             panic!("timed out after {limit:?} waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -1,11 +1,13 @@
 //! Test support shared by every crate's tests: a fresh, migrated PostgreSQL
-//! database per test and small HTTP helpers. A dev-dependency only.
+//! database per test, small HTTP and polling helpers, and a reader of `/metrics`.
+//! A dev-dependency only.
 
 pub mod auth;
 pub mod db;
 pub mod fixture;
 pub mod http;
 pub mod images;
+pub mod metrics;
 pub mod printer;
 pub mod process;
 pub mod s3;

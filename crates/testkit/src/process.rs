@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::http::free_port;
+use crate::http::{eventually_every, free_port};
 
 /// How long a binary may take to serve `/health` after it is started.
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -88,26 +88,22 @@ impl RunningBinary {
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.path));
         self.child = Some(child);
         let client = crate::http::client();
-        let start = Instant::now();
-        loop {
-            if let Ok(res) = client.get(format!("{}/health", self.url)).send().await {
-                if res.status() == 200 {
-                    return;
+        let health = format!("{}/health", self.url);
+        let (path, child) = (&self.path, &mut self.child);
+        eventually_every(
+            &format!("{path} to serve /health"),
+            START_LIMIT,
+            Duration::from_millis(25),
+            || {
+                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    *child = None;
+                    panic!("{path} exited with {status} before serving /health");
                 }
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    panic!("{} exited with {status} before serving /health", self.path);
-                }
-            }
-            assert!(
-                start.elapsed() < START_LIMIT,
-                "{} did not serve /health within {START_LIMIT:?}",
-                self.path
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+                let request = client.get(&health).send();
+                async move { (request.await.ok()?.status() == 200).then_some(()) }
+            },
+        )
+        .await;
     }
 
     /// Sends SIGTERM and waits for the exit, at most `limit`.
@@ -115,8 +111,9 @@ impl RunningBinary {
         self.sigterm(limit).await
     }
 
-    /// Sends SIGTERM and waits for the exit, at most `limit` (then kills it and
-    /// panics); [`RunningBinary::start_again`] can start it again afterwards.
+    /// Sends SIGTERM and waits for the exit, at most `limit` (then panics, and the
+    /// unwinding drop kills it); [`RunningBinary::start_again`] can start it again
+    /// afterwards.
     pub async fn sigterm(&mut self, limit: Duration) -> ExitStatus {
         let Some(child) = self.child.as_mut() else {
             panic!("{} is not running", self.path);
@@ -125,20 +122,18 @@ impl RunningBinary {
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("waiting for the child") {
-                self.child = None;
-                return status;
-            }
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.child = None;
-                panic!("{} did not exit within {limit:?} of SIGTERM", self.path);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let status = eventually_every(
+            &format!("{} to exit after SIGTERM", self.path),
+            limit,
+            Duration::from_millis(10),
+            || {
+                let exited = child.try_wait().expect("waiting for the child");
+                async move { exited }
+            },
+        )
+        .await;
+        self.child = None;
+        status
     }
 }
 
