@@ -253,7 +253,10 @@ mod tests {
     fn service() -> OpenApi {
         let mut jobs = PathItem::new(HttpMethod::Get, operation(&["200"]));
         let mut post = operation(&["201", "401", "429"]);
-        post.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        post.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
         jobs.post = Some(post);
         OpenApiBuilder::new()
             .paths(PathsBuilder::new().path("/print/jobs", jobs).path(
