@@ -17,7 +17,6 @@ use pixpress_kit::webhook::WebhookSecret;
 use pixpress_testkit::s3::TestBucket;
 use pixpress_testkit::TestDatabase;
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 /// A service running on this process's runtime. Dropping it asks it to stop (so a
 /// scenario that fails half-way leaves nothing serving); [`Running::stop`] also waits.
@@ -222,24 +221,9 @@ pub async fn ready_image(management_url: &str) -> anyhow::Result<Lookup> {
 }
 
 /// A throwaway, migrated database (see `pixpress_testkit::db` for where the server
-/// comes from), dropped by [`drop_database`].
+/// comes from), dropped with the value.
 pub async fn database() -> TestDatabase {
     TestDatabase::new().await
-}
-
-/// Drops a scenario's database (a throwaway cluster goes away with the process anyway).
-pub async fn drop_database(db: TestDatabase) {
-    let Some((root, _)) = db.url.split('?').next().and_then(|u| u.rsplit_once('/')) else {
-        return;
-    };
-    let admin = format!("{root}/postgres");
-    if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
-        tokio::spawn(conn);
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name);
-        if let Err(e) = client.batch_execute(&sql).await {
-            log::warn!("dropping {}: {e}", db.name);
-        }
-    }
 }
 
 /// An actix-web server the harness runs itself (reference app, sinks, image origin).

@@ -194,7 +194,7 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
     services::stop_all(replicas).await;
     printer.stop().await;
     drop(client);
-    services::drop_database(db).await;
+    drop(db); // drops the scenario's database
     Ok(Drain {
         backlog: jobs,
         jobs_per_second: jobs as f64 / seconds,

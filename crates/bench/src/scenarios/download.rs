@@ -70,7 +70,7 @@ async fn images_per_second(
         "download_concurrency {concurrency}: {count} images in {seconds:.2} s, {completed} completed"
     ));
     service.stop().await;
-    services::drop_database(db).await;
+    drop(db); // drops the scenario's database
     if completed < count {
         bail!("{} of {count} downloads failed", count - completed);
     }

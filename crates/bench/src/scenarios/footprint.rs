@@ -261,6 +261,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     }
 
     drop((print, management, download, printer, bare));
-    services::drop_database(db).await;
+    drop(db); // drops the scenario's database
     Ok(())
 }

@@ -68,6 +68,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     print.stop().await;
     bare.stop().await;
-    services::drop_database(db).await;
+    drop(db); // drops the scenario's database
     Ok(())
 }

@@ -256,6 +256,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     print.stop().await;
     management.stop().await;
     drop(client);
-    services::drop_database(db).await;
+    drop(db); // drops the scenario's database
     Ok(())
 }

@@ -67,6 +67,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     for (_, server) in layered {
         server.stop().await;
     }
-    services::drop_database(db).await;
+    drop(db); // drops the scenario's database
     Ok(())
 }

@@ -67,7 +67,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let result = measure(ctx, &management, &print).await;
     print.stop().await;
     management.stop().await;
-    services::drop_database(db).await;
+    drop(db); // drops the scenario's database
     result
 }
 
