@@ -4,6 +4,7 @@
 //! environment variables, so `--help` documents every variable. The settings every
 //! binary shares are here, to be `#[command(flatten)]`ed.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -37,20 +38,43 @@ impl Default for CommonArgs {
 /// Settings of the binaries that keep state in PostgreSQL.
 #[derive(Clone, clap::Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL URL, e.g. `postgres://pixpress@127.0.0.1:5432/pixpress`.
+    /// PostgreSQL URL, e.g. `postgres://pixpress@127.0.0.1:5432/pixpress`. TLS as
+    /// libpq's `sslmode=`: `disable`; `prefer` (the default: TLS if the server offers
+    /// it) and `require` (TLS, certificate unchecked, unless DATABASE_CA_FILE is set:
+    /// then as `verify-ca`); `verify-ca` (the certificate must chain to a trusted CA);
+    /// `verify-full` (and name the URL's host).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
+    /// PEM file of the CA certificate(s) the database server's certificate must
+    /// chain to. Without it, `verify-ca` and `verify-full` trust the public (Mozilla)
+    /// roots.
+    #[arg(long, env = "DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// Maximum connections in the pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
+    /// Milliseconds a piece of database work may take (a checkout and its
+    /// statements, a connection attempt): past it the service gives up (503, /ready
+    /// 503) and the server cancels the statement (`statement_timeout`). Default:
+    /// print-service's BACKEND_TIMEOUT_MS; download-service's 2000.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    pub db_statement_timeout_ms: Option<u64>,
 }
 
 impl DatabaseArgs {
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
+            database_ca_file: None,
             db_pool_size: 16,
+            db_statement_timeout_ms: None,
         }
+    }
+
+    /// The database deadline: DB_STATEMENT_TIMEOUT_MS, or else the service's `default`.
+    pub fn deadline(&self, default: Duration) -> Duration {
+        self.db_statement_timeout_ms
+            .map_or(default, Duration::from_millis)
     }
 }
 

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::PgPool;
+use crate::db::{ConnectError, Connector, PgPool};
 use crate::retry::Backoff;
 
 /// Announces committed work on a channel. [`Announcer::announce`] never waits: the
@@ -68,14 +68,17 @@ impl Announcer {
 #[derive(Debug, thiserror::Error)]
 enum ListenLost {
     #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{}", crate::db::describe_fully(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("the server closed the connection")]
     Closed,
 }
 
-/// Wakes `wake` on every notification on `channel` until `stop`.
+/// Wakes `wake` on every notification on `channel` until `stop`, on a connection
+/// of its own (made as the pool's are: same TLS, same deadline).
 pub async fn listen(
-    config: tokio_postgres::Config,
+    connector: Connector,
     channel: &'static str,
     wake: Arc<Notify>,
     stop: CancellationToken,
@@ -84,7 +87,7 @@ pub async fn listen(
     let mut failures = 0;
     while !stop.is_cancelled() {
         let mut subscribed = false;
-        let result = listen_once(&config, channel, &wake, &stop, &mut subscribed).await;
+        let result = listen_once(&connector, channel, &wake, &stop, &mut subscribed).await;
         if subscribed {
             // The connection worked: the next outage starts over with a short delay.
             failures = 0;
@@ -105,13 +108,13 @@ pub async fn listen(
 }
 
 async fn listen_once(
-    config: &tokio_postgres::Config,
+    connector: &Connector,
     channel: &str,
     wake: &Notify,
     stop: &CancellationToken,
     subscribed: &mut bool,
 ) -> Result<(), ListenLost> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = connector.open().await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {channel}");
     let subscribe = client.batch_execute(&statement);

@@ -75,11 +75,17 @@ pub trait ServiceError: std::error::Error {
 /// (a busy printer, an unreachable backend already logged where it was called) is not.
 pub fn respond(err: &impl ServiceError) -> HttpResponse {
     let api = err.api_error();
-    if let Some(first) = err.source().filter(|_| api.status_code().is_server_error()) {
-        let mut cause = format!("{err}: {first}");
-        let mut source = first.source();
+    if err.source().is_some() && api.status_code().is_server_error() {
+        // Many errors' messages already name their cause: add a cause only when the
+        // line does not say it yet.
+        let mut cause = err.to_string();
+        let mut source = err.source();
         while let Some(inner) = source {
-            cause.push_str(&format!(": {inner}"));
+            let text = inner.to_string();
+            if !cause.contains(&text) {
+                cause.push_str(": ");
+                cause.push_str(&text);
+            }
             source = inner.source();
         }
         log::error!("{} ({}): {cause}", api.problem.kind, api.problem.status);

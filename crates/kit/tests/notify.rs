@@ -1,10 +1,11 @@
 //! Wake-ups across processes through a real PostgreSQL: what an `Announcer` sends
 //! after a commit reaches a `listen`er on another connection.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pixpress_kit::config::DatabaseArgs;
+use pixpress_kit::db::Connector;
 use pixpress_kit::notify::{listen, Announcer};
 use pixpress_testkit::TestDatabase;
 use tokio::sync::Notify;
@@ -17,8 +18,8 @@ async fn an_announcement_wakes_a_listener_on_another_connection() {
     let db = TestDatabase::empty().await;
     let stop = CancellationToken::new();
     let wake = Arc::new(Notify::new());
-    let config = tokio_postgres::Config::from_str(&db.url).unwrap();
-    tokio::spawn(listen(config, CHANNEL, Arc::clone(&wake), stop.clone()));
+    let connector = Connector::new(&DatabaseArgs::new(&db.url), Duration::from_secs(5)).unwrap();
+    tokio::spawn(listen(connector, CHANNEL, Arc::clone(&wake), stop.clone()));
     let announcer = Announcer::new(db.pool(), CHANNEL);
     tokio::spawn(announcer.clone().run(stop.clone()));
 

@@ -159,7 +159,7 @@ async fn configured_server() -> Option<String> {
 
 /// Removes throwaway clusters of earlier test binaries (their servers died with
 /// them, but statics are never dropped, so their directories stay).
-fn remove_stale_clusters() {
+pub(crate) fn remove_stale_clusters() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };

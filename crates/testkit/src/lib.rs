@@ -3,6 +3,7 @@
 //! A dev-dependency only.
 
 pub mod auth;
+pub mod cluster;
 pub mod db;
 pub mod fixture;
 pub mod http;
