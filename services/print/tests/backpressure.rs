@@ -61,7 +61,13 @@ async fn a_saturated_gate_answers_429_with_retry_after_without_waiting() {
 #[tokio::test]
 async fn fifty_simultaneous_posts_through_four_permits_give_only_201s_and_429s() {
     let management = spawn_management(|c| c.management_latency_ms = 300);
-    let app = TestApp::spawn_with(management.clone(), |c| c.backend_permits = 4).await;
+    // One user sends all fifty: their share is the whole gate here (fair_share.rs
+    // tests the share).
+    let app = TestApp::spawn_with(management.clone(), |c| {
+        c.backend_permits = 4;
+        c.backend_permits_per_user = Some(4);
+    })
+    .await;
     let file_id = app.ready_image(1).await;
 
     let posts = (0..50).map(|_| app.post_job(json!({"user_id": 1, "file_id": file_id})));

@@ -160,6 +160,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let print = services::print(&db.url, &management.url, &services::secret(), |c| {
         c.dispatch_enabled = false;
         c.database.db_pool_size = POOL_SIZE;
+        // One user makes all the load here: the gate's per-user share is not measured.
+        c.backend_permits_per_user = Some(c.backend_permits);
     })?;
     services::wait_ok(&print.url, "/ready").await?;
     let job = services::ready_image(&management.url).await?;

@@ -63,6 +63,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let print = services::print(&db.url, &management.url, &services::secret(), |c| {
         c.dispatch_enabled = false;
         c.backend_permits = PERMITS;
+        // One user makes all the load here: the gate's per-user share is not measured.
+        c.backend_permits_per_user = Some(PERMITS);
     })?;
     let result = measure(ctx, &management, &print).await;
     print.stop().await;
