@@ -44,6 +44,47 @@ impl JobState {
         )
     }
 
+    /// Whether an operator may send the job again (`POST /print/jobs/{id}/retry`,
+    /// admin only): a `failed` job goes back to `queued`. This is not a transition of
+    /// [`JobState::can_transition_to`]: nothing a printer reports can cause it.
+    pub fn can_retry(self) -> bool {
+        self == JobState::Failed
+    }
+
+    /// The moves a job in `self` makes when a printer reports `reported`, on
+    /// `evidence`: empty when it is there already, `None` when the report is illegal
+    /// (or, from a printer's record, behind the job).
+    pub fn moves_on_report(
+        self,
+        reported: JobState,
+        evidence: Evidence,
+    ) -> Option<Vec<(JobState, JobState)>> {
+        use JobState::*;
+        let mut moves = Vec::new();
+        let mut at = self;
+        let mut step = |to: JobState, at: &mut JobState| {
+            moves.push((*at, to));
+            *at = to;
+        };
+        if at == reported {
+            return Some(moves);
+        }
+        // A printer reporting on a job has it: it was dispatched.
+        if at == Queued && reported != Canceled {
+            step(Dispatched, &mut at);
+        }
+        if evidence == Evidence::PrinterRecord && at == Dispatched && reported == Completed {
+            step(Printing, &mut at);
+        }
+        if at != reported {
+            step(reported, &mut at);
+        }
+        moves
+            .iter()
+            .all(|(from, to)| from.can_transition_to(*to))
+            .then_some(moves)
+    }
+
     /// A job in a terminal state never changes again.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -72,6 +113,19 @@ impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// How much a printer's report proves beyond the state it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// A callback reports one step of the job (and that the printer has it, so a
+    /// job still `queued` passes through `dispatched`): `completed` for a job that
+    /// never reported `printing` is illegal.
+    Callback,
+    /// The printer's own record of the job, read by reconciliation: the job went
+    /// through every state on the way to the one it names (a `completed` job was
+    /// printing), whatever callbacks were lost.
+    PrinterRecord,
 }
 
 /// `POST /print/jobs` body. `copies` defaults to 1, so the seed API's
@@ -169,6 +223,59 @@ mod tests {
                     "{from} -> {to}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn only_a_failed_job_may_be_retried_and_no_transition_does_it() {
+        for state in JobState::ALL {
+            assert_eq!(state.can_retry(), state == Failed, "{state}");
+        }
+        assert!(!Failed.can_transition_to(Queued));
+    }
+
+    #[test]
+    fn a_callback_proves_one_step_and_a_printers_record_the_whole_way() {
+        use Evidence::*;
+        let cases = [
+            (
+                Queued,
+                Printing,
+                Callback,
+                Some(vec![(Queued, Dispatched), (Dispatched, Printing)]),
+            ),
+            (Dispatched, Completed, Callback, None),
+            (
+                Printing,
+                Completed,
+                Callback,
+                Some(vec![(Printing, Completed)]),
+            ),
+            (Printing, Printing, Callback, Some(vec![])),
+            (Completed, Printing, Callback, None),
+            (
+                Dispatched,
+                Completed,
+                PrinterRecord,
+                Some(vec![(Dispatched, Printing), (Printing, Completed)]),
+            ),
+            (
+                Dispatched,
+                Failed,
+                PrinterRecord,
+                Some(vec![(Dispatched, Failed)]),
+            ),
+            (Dispatched, Dispatched, PrinterRecord, Some(vec![])),
+            // The printer is behind the job: nothing to apply.
+            (Printing, Dispatched, PrinterRecord, None),
+            (Completed, Failed, PrinterRecord, None),
+        ];
+        for (from, reported, evidence, moves) in cases {
+            assert_eq!(
+                from.moves_on_report(reported, evidence),
+                moves,
+                "{from} reported {reported} by {evidence:?}"
+            );
         }
     }
 

@@ -1,5 +1,7 @@
-//! What print-service and printers say to each other: a job sent to a printer, and
-//! the printer's signed status callbacks.
+//! What print-service and printers say to each other (DESIGN.md §3 and §12's printer
+//! protocol): a job sent to a printer, the printer's signed status callbacks, and its
+//! answer to `GET /jobs/{correlation_id}`, which reconciliation asks when a callback
+//! is overdue.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -64,6 +66,68 @@ pub struct PrinterCallback {
     pub detail: Option<String>,
 }
 
+/// Where a job is at its printer: the callback vocabulary plus `accepted` (taken,
+/// not started yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrinterJobState {
+    /// Taken (on the printer's spool), not printing yet.
+    Accepted,
+    Printing,
+    Completed,
+    Failed,
+}
+
+impl PrinterJobState {
+    /// The job state the printer's word puts the job in: a job its printer has
+    /// accepted is `dispatched`.
+    pub fn job_state(self) -> JobState {
+        match self {
+            PrinterJobState::Accepted => JobState::Dispatched,
+            PrinterJobState::Printing => JobState::Printing,
+            PrinterJobState::Completed => JobState::Completed,
+            PrinterJobState::Failed => JobState::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrinterJobState::Accepted => "accepted",
+            PrinterJobState::Printing => "printing",
+            PrinterJobState::Completed => "completed",
+            PrinterJobState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for PrinterJobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET {printer_url}/jobs/{correlation_id}` answer (200; a printer that does not
+/// know the job answers 404).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrinterJobStatus {
+    pub correlation_id: Uuid,
+    pub status: PrinterJobState,
+    /// How many times the job was sent to the printer (repeats are not printed again).
+    pub received: u32,
+    /// How many times the printer printed it: 1 once finished, never more.
+    pub printed: u32,
+    /// Size of the image the printer fetched; `null` until it fetched one (or when it
+    /// does not fetch images, like printer-sim).
+    #[schema(required = true)]
+    pub image_bytes: Option<u64>,
+    /// Hex SHA-256 of the image the printer fetched; `null` like `image_bytes`.
+    #[schema(required = true, pattern = "^[0-9a-f]{64}$")]
+    pub image_sha256: Option<String>,
+    /// Why the job failed, when it did.
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
 /// A job as printer-sim's `GET /jobs` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrintedJob {
@@ -74,8 +138,38 @@ pub struct PrintedJob {
     pub received: u32,
     /// How many times the printer printed it: 1 once finished, never more.
     pub printed: u32,
-    /// The last status the printer reached: `queued`, `printing`, `completed` or `failed`.
-    pub status: String,
+    /// The last status the printer reached.
+    pub status: PrinterJobState,
     /// Whether print-service acknowledged the final callback.
     pub reported: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printer_states_name_themselves_as_on_the_wire() {
+        for state in [
+            PrinterJobState::Accepted,
+            PrinterJobState::Printing,
+            PrinterJobState::Completed,
+            PrinterJobState::Failed,
+        ] {
+            let wire = serde_json::to_value(state).unwrap();
+            assert_eq!(wire, state.as_str());
+        }
+    }
+
+    #[test]
+    fn an_accepted_job_is_dispatched_and_the_rest_keep_their_names() {
+        assert_eq!(PrinterJobState::Accepted.job_state(), JobState::Dispatched);
+        for state in [
+            PrinterJobState::Printing,
+            PrinterJobState::Completed,
+            PrinterJobState::Failed,
+        ] {
+            assert_eq!(state.job_state().as_str(), state.as_str());
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use pixpress_kit::auth::AuthArgs;
 use pixpress_kit::config::{CommonArgs, DatabaseArgs};
+use pixpress_kit::gate::BackendGate;
 
 #[derive(Clone, clap::Parser)]
 #[command(
@@ -33,6 +34,11 @@ pub struct Config {
     #[arg(long, env = "BACKEND_PERMITS", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub backend_permits: u32,
+    /// Of those, how many one user may hold at once (a flooding user gets 429s while
+    /// others still get through); default a quarter of BACKEND_PERMITS, at least 1.
+    #[arg(long, env = "BACKEND_PERMITS_PER_USER",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub backend_permits_per_user: Option<u32>,
     /// Timeout of one management API call, in milliseconds.
     #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -60,7 +66,17 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_LEASE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(100..))]
     pub dispatch_lease_ms: u64,
+    /// How long a job may stay `dispatched` or `printing` without news, per copy, in
+    /// milliseconds, before reconciliation asks its printer what became of it (and
+    /// again after each answer that changes nothing).
+    #[arg(long, env = "PRINT_JOB_DEADLINE_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(MIN_JOB_DEADLINE_MS..))]
+    pub print_job_deadline_ms: u64,
 }
+
+/// The shortest `PRINT_JOB_DEADLINE_MS`: a printer is not asked about a job more
+/// often than this.
+const MIN_JOB_DEADLINE_MS: u64 = 100;
 
 impl Config {
     /// Defaults for everything but the database, for tests and the local stack
@@ -74,6 +90,7 @@ impl Config {
             management_url: "http://127.0.0.1:8082".to_owned(),
             management_token: None,
             backend_permits: 64,
+            backend_permits_per_user: None,
             backend_timeout_ms: 2000,
             public_url: "http://127.0.0.1:8080".to_owned(),
             printer_callback_secret: None,
@@ -81,11 +98,25 @@ impl Config {
             dispatch_max_attempts: 8,
             dispatch_enabled: true,
             dispatch_lease_ms: 30_000,
+            print_job_deadline_ms: 60_000,
         }
     }
 
     pub fn dispatch_lease(&self) -> Duration {
         Duration::from_millis(self.dispatch_lease_ms)
+    }
+
+    /// The permits one user may hold at once.
+    pub fn backend_permits_per_user(&self) -> usize {
+        self.backend_permits_per_user.map_or_else(
+            || BackendGate::default_share(self.backend_permits as usize),
+            |share| share as usize,
+        )
+    }
+
+    /// A job's deadline at its printer, per copy.
+    pub fn job_deadline(&self) -> Duration {
+        Duration::from_millis(self.print_job_deadline_ms)
     }
 
     pub fn backend_timeout(&self) -> Duration {

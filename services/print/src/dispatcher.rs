@@ -5,9 +5,11 @@
 //! outcome: `dispatched`, a retry with exponential backoff and jitter, or `failed`
 //! after `DISPATCH_MAX_ATTEMPTS`. A replica that dies leaves its leases to expire;
 //! another replica then claims those jobs again, and the printer's deduplication by
-//! correlation id keeps a re-sent job from printing twice.
+//! correlation id keeps a re-sent job from printing twice. A dispatched job is
+//! [`crate::reconciler`]'s once its deadline passes without news.
 //!
-//! It wakes on `NOTIFY print_jobs_queued` (sent after each intake commit, coalesced
+//! It wakes on `NOTIFY print_jobs_queued` (sent after each intake commit and operator
+//! retry, coalesced
 //! under load: `pixpress_kit::notify::Announcer`), so a new job reaches its printer
 //! within milliseconds; a short poll catches retries that come due and leases that
 //! expire.
@@ -16,18 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use pixpress_domain::printer::PrinterJob;
 use pixpress_domain::JobState;
-use pixpress_kit::client::is_transient;
 use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::QueueWorker;
 use pixpress_kit::retry::{jitter, Backoff};
 use prometheus::{Histogram, IntCounterVec};
-use reqwest::StatusCode;
 
-use crate::breaker::Breakers;
 use crate::metrics::PrintMetrics;
 use crate::print_jobs::{self, ClaimedJob};
+use crate::printer::{PrinterClient, SendOutcome};
 
 /// Between attempts to hand a job to its printer.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
@@ -36,44 +35,32 @@ pub struct DispatcherSettings {
     pub owner: String,
     pub lease: Duration,
     pub max_attempts: i32,
-    pub public_url: String,
-    pub send_timeout: Duration,
+    /// A job's deadline at its printer, per copy: reconciliation asks after it.
+    pub job_deadline: Duration,
 }
 
 pub struct Dispatcher {
     settings: DispatcherSettings,
     db: Database,
-    http: reqwest::Client,
-    breakers: Breakers,
+    printers: Arc<PrinterClient>,
     metrics: PrintMetrics,
     attempts: IntCounterVec,
     latency: Histogram,
-}
-
-/// What one send came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SendOutcome {
-    Accepted,
-    /// Worth retrying: the printer is down, busy or failing.
-    Transient(&'static str),
-    /// The printer refused the job itself: retrying will not help.
-    Rejected(u16),
 }
 
 impl Dispatcher {
     pub fn new(
         settings: DispatcherSettings,
         db: Database,
-        http: reqwest::Client,
+        printers: Arc<PrinterClient>,
         metrics: PrintMetrics,
     ) -> Self {
         Self {
-            breakers: Breakers::new(metrics.breaker_state.clone()),
             attempts: metrics.dispatch_attempts.clone(),
             latency: metrics.dispatch_latency.clone(),
             settings,
             db,
-            http,
+            printers,
             metrics,
         }
     }
@@ -91,108 +78,84 @@ impl Dispatcher {
 
     async fn dispatch_claimed(&self, job: &ClaimedJob) -> Result<(), DbError> {
         let owner = self.settings.owner.as_str();
-        if let Err(wait) = self.breakers.allow(job.printer_id) {
+        if let Err(wait) = self.printers.allow(job.printer_id) {
             self.attempts.with_label_values(&["breaker_open"]).inc();
-            let conn = self.db.get().await?;
             let reason = format!(
                 "printer {} is failing; waiting before the next try",
                 job.printer_id
             );
-            return print_jobs::retry_later(&*conn, job.id, owner, jitter(wait), &reason, false)
+            return self
+                .db
+                .within(async {
+                    let conn = self.db.get().await?;
+                    print_jobs::retry_later(&*conn, job.id, owner, jitter(wait), &reason, false)
+                        .await
+                })
                 .await;
         }
-        let outcome = self.send(job).await;
-        let conn = self.db.get().await?;
-        match outcome {
+        match self.printers.send(job).await {
             SendOutcome::Accepted => {
-                self.breakers.record_success(job.printer_id);
                 self.attempts.with_label_values(&["accepted"]).inc();
                 let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
                 self.latency.observe(waited.as_secs_f64());
-                if print_jobs::mark_dispatched(&*conn, job.id, owner).await? {
+                let deadline = self.settings.job_deadline;
+                let dispatched = self
+                    .db
+                    .within(async {
+                        let conn = self.db.get().await?;
+                        print_jobs::mark_dispatched(&*conn, job.id, owner, deadline).await
+                    })
+                    .await?;
+                if dispatched {
                     self.metrics
                         .transition(Some(JobState::Queued), JobState::Dispatched);
                 }
                 Ok(())
             }
             SendOutcome::Transient(why) => {
-                self.breakers.record_failure(job.printer_id);
                 self.attempts.with_label_values(&[why]).inc();
                 let attempt = job.attempts + 1;
-                let reason = format!("printer {why} (attempt {attempt})");
                 if attempt >= self.settings.max_attempts {
-                    self.fail(
-                        &conn,
-                        job,
-                        &format!("gave up after {attempt} attempts: printer {why}"),
-                    )
-                    .await
-                } else {
-                    let delay = BACKOFF.jittered(attempt as u32);
-                    log::info!("job {} not accepted ({why}); retrying in {delay:?}", job.id);
-                    print_jobs::retry_later(&*conn, job.id, owner, delay, &reason, true).await
+                    return self
+                        .fail(
+                            job,
+                            &format!("gave up after {attempt} attempts: printer {why}"),
+                        )
+                        .await;
                 }
+                let reason = format!("printer {why} (attempt {attempt})");
+                let delay = BACKOFF.jittered(attempt as u32);
+                log::info!("job {} not accepted ({why}); retrying in {delay:?}", job.id);
+                self.db
+                    .within(async {
+                        let conn = self.db.get().await?;
+                        print_jobs::retry_later(&*conn, job.id, owner, delay, &reason, true).await
+                    })
+                    .await
             }
             SendOutcome::Rejected(status) => {
                 self.attempts.with_label_values(&["rejected"]).inc();
-                self.fail(
-                    &conn,
-                    job,
-                    &format!("the printer rejected the job ({status})"),
-                )
-                .await
+                self.fail(job, &format!("the printer rejected the job ({status})"))
+                    .await
             }
         }
     }
 
-    async fn fail(
-        &self,
-        conn: &tokio_postgres::Client,
-        job: &ClaimedJob,
-        reason: &str,
-    ) -> Result<(), DbError> {
+    async fn fail(&self, job: &ClaimedJob, reason: &str) -> Result<(), DbError> {
         log::warn!("job {} failed: {reason}", job.id);
-        if print_jobs::mark_failed(conn, job.id, &self.settings.owner, reason).await? {
+        let owner = self.settings.owner.as_str();
+        let failed = self
+            .db
+            .within(async {
+                let conn = self.db.get().await?;
+                print_jobs::mark_failed(&*conn, job.id, owner, reason).await
+            })
+            .await?;
+        if failed {
             self.metrics
                 .transition(Some(JobState::Queued), JobState::Failed);
         }
         Ok(())
-    }
-
-    async fn send(&self, job: &ClaimedJob) -> SendOutcome {
-        let body = PrinterJob {
-            correlation_id: job.correlation_id,
-            image_url: job.image_url.clone(),
-            copies: job.copies,
-            callback_url: format!(
-                "{}/print/callbacks/{}",
-                self.settings.public_url.trim_end_matches('/'),
-                job.correlation_id
-            ),
-        };
-        let url = format!("{}/jobs", job.printer_url.trim_end_matches('/'));
-        let sent = self
-            .http
-            .post(&url)
-            .timeout(self.settings.send_timeout)
-            .json(&body)
-            .send()
-            .await;
-        match sent {
-            Ok(res) if res.status().is_success() => SendOutcome::Accepted,
-            Ok(res) => match res.status() {
-                // The printer refused this job; it will refuse it again.
-                status if status.is_client_error() && !is_transient(status) => {
-                    SendOutcome::Rejected(status.as_u16())
-                }
-                StatusCode::REQUEST_TIMEOUT
-                | StatusCode::TOO_MANY_REQUESTS
-                | StatusCode::SERVICE_UNAVAILABLE => SendOutcome::Transient("busy"),
-                _ => SendOutcome::Transient("error"),
-            },
-            Err(e) if e.is_timeout() => SendOutcome::Transient("timeout"),
-            Err(_) => SendOutcome::Transient("unreachable"),
-        }
     }
 }
 
@@ -201,14 +164,18 @@ impl QueueWorker for Dispatcher {
     const WHAT: &'static str = "print jobs";
 
     async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
-        let conn = self.db.get().await?;
-        print_jobs::claim(
-            &*conn,
-            &self.settings.owner,
-            self.settings.lease,
-            limit as i64,
-        )
-        .await
+        self.db
+            .within(async {
+                let conn = self.db.get().await?;
+                print_jobs::claim(
+                    &*conn,
+                    &self.settings.owner,
+                    self.settings.lease,
+                    limit as i64,
+                )
+                .await
+            })
+            .await
     }
 
     async fn work(self: Arc<Self>, job: ClaimedJob) {

@@ -30,6 +30,12 @@ pub enum PrintError {
     /// 409: the image is not downloaded yet.
     #[error("the image is not ready to print yet")]
     FileNotReady,
+    /// 403: only an admin may do this.
+    #[error("this needs the admin role")]
+    AdminOnly,
+    /// 409: only failed jobs can be retried.
+    #[error("a {0} job cannot be retried; only failed jobs can")]
+    NotFailed(JobState),
     /// 409: only queued jobs can be canceled.
     #[error("a {0} job cannot be canceled")]
     NotCancelable(JobState),
@@ -72,6 +78,8 @@ impl ServiceError for PrintError {
             FileNotFound => ("file-not-found", StatusCode::NOT_FOUND),
             Forbidden => ("not-file-owner", StatusCode::FORBIDDEN),
             NotYourself => ("not-yourself", StatusCode::FORBIDDEN),
+            AdminOnly => ("admin-only", StatusCode::FORBIDDEN),
+            NotFailed(_) => ("not-failed", StatusCode::CONFLICT),
             FileNotReady => ("file-not-ready", StatusCode::CONFLICT),
             NotCancelable(_) => ("not-cancelable", StatusCode::CONFLICT),
             BeingDispatched => ("being-dispatched", StatusCode::CONFLICT),

@@ -1,6 +1,7 @@
 //! print-service: takes print jobs over REST, asks the management API whether the
 //! user may print the file, keeps the jobs in PostgreSQL, dispatches them to their
-//! printers and takes the printers' signed callbacks.
+//! printers, takes the printers' signed callbacks, and asks a printer about a job
+//! whose callback is overdue (reconciliation).
 //!
 //! [`build`] turns a [`Config`] and a bound listener into a running
 //! [`pixpress_kit::server::Service`]; `main.rs`, the tests and the stack all use it.
@@ -12,10 +13,13 @@ mod error;
 mod management;
 pub mod metrics;
 mod print_jobs;
+pub mod printer;
+pub mod reconciler;
 mod routes;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use pixpress_kit::auth::Authenticator;
@@ -33,6 +37,8 @@ pub use config::Config;
 use dispatcher::{Dispatcher, DispatcherSettings};
 use management::ManagementClient;
 use metrics::PrintMetrics;
+use printer::{PrinterClient, PrinterSettings};
+use reconciler::{Reconciler, ReconcilerSettings};
 
 /// Largest request body print-service accepts (DESIGN.md §3: 413 above 64 KiB).
 pub use pixpress_kit::server::JSON_LIMIT;
@@ -47,16 +53,19 @@ pub struct State {
     insert_line: CheckoutLine,
     management: ManagementClient,
     metrics: PrintMetrics,
+    /// A job's deadline at its printer, per copy (`PRINT_JOB_DEADLINE_MS`).
+    job_deadline: Duration,
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(description = "Print jobs: intake, status, listing, cancellation, printer callbacks."),
+    info(description = "Print jobs: intake, status, listing, cancellation, operator retries, printer callbacks."),
     paths(
         routes::jobs::create_job,
         routes::jobs::list_jobs,
         routes::jobs::get_job,
         routes::jobs::cancel_job,
+        routes::jobs::retry_job,
         routes::callbacks::printer_callback,
         // Readiness checks the database: /ready can answer 503.
         pixpress_kit::health::ready,
@@ -64,8 +73,9 @@ pub struct State {
 )]
 struct PrintApi;
 
-/// Builds print-service on `listener` with its dispatcher. Never waits for the
-/// database: migrations run in the background and `/ready` says when they are done.
+/// Builds print-service on `listener` with its dispatcher and reconciler. Never
+/// waits for the database: migrations run in the background and `/ready` says when
+/// they are done.
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let authenticator = Authenticator::from_args(&config.auth)?;
     let callback_secret = WebhookSecret::from_setting(
@@ -82,33 +92,62 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let metrics = PrintMetrics::new(registry);
     let http = http_client("print", config.backend_timeout());
 
+    background.spawn({
+        let (database, gauge) = (database.clone(), metrics.oldest_job_age.clone());
+        move |stop| reconciler::watch_job_ages(database, gauge, stop)
+    });
     if config.dispatch_enabled {
+        let owner = replica_name("print");
+        let printers = Arc::new(PrinterClient::new(
+            http.clone(),
+            PrinterSettings {
+                public_url: config.public_url.clone(),
+                timeout: config.backend_timeout(),
+            },
+            &metrics,
+        ));
         let dispatcher = Arc::new(Dispatcher::new(
             DispatcherSettings {
-                owner: replica_name("print"),
+                owner: owner.clone(),
                 lease: config.dispatch_lease(),
                 max_attempts: config.dispatch_max_attempts as i32,
-                public_url: config.public_url.clone(),
-                send_timeout: config.backend_timeout(),
+                job_deadline: config.job_deadline(),
             },
             database.clone(),
-            http.clone(),
+            Arc::clone(&printers),
             metrics.clone(),
         ));
         let concurrency = config.dispatch_concurrency as usize;
         queued.run_workers(&mut background, dispatcher, concurrency);
+        let reconciler = Arc::new(Reconciler::new(
+            ReconcilerSettings {
+                owner,
+                lease: config.dispatch_lease(),
+                max_resends: config.dispatch_max_attempts as i32,
+                job_deadline: config.job_deadline(),
+            },
+            database.clone(),
+            printers,
+            metrics.clone(),
+        ));
+        reconciler.start(&mut background, concurrency);
     } else {
-        log::info!("DISPATCH_ENABLED=false: this replica takes jobs but does not dispatch them");
+        log::info!(
+            "DISPATCH_ENABLED=false: this replica takes jobs but neither dispatches nor \
+             reconciles them"
+        );
     }
 
     let state = web::Data::new(State {
         db: database.clone(),
-        gate: BackendGate::new(config.backend_permits as usize, registry, "print"),
-        queued,
-        insert_line: CheckoutLine::new(
-            config.database.db_pool_size as usize,
-            config.backend_timeout(),
+        gate: BackendGate::new(
+            config.backend_permits as usize,
+            config.backend_permits_per_user(),
+            registry,
+            "print",
         ),
+        queued,
+        insert_line: CheckoutLine::new(config.database.db_pool_size as usize, database.deadline()),
         management: ManagementClient::new(
             http,
             &config.management_url,
@@ -117,6 +156,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
             metrics.management_call_seconds.clone(),
         ),
         metrics,
+        job_deadline: config.job_deadline(),
     });
     let settings = HttpSettings {
         metrics: http_metrics,

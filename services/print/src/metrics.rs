@@ -22,6 +22,12 @@ pub struct PrintMetrics {
     /// `pixpress_print_callbacks_total{outcome}`: applied, unchanged, unauthorized,
     /// unknown, illegal, invalid.
     pub callbacks: IntCounterVec,
+    /// `pixpress_print_jobs_reconciled_total{outcome}`: what asking a job's printer
+    /// came to — applied, unchanged, resent, lost, rejected, unreachable, breaker_open.
+    pub reconciled: IntCounterVec,
+    /// `pixpress_print_oldest_job_age_seconds{state}`: age of the oldest job still
+    /// queued, dispatched or printing (0 when none), refreshed every few seconds.
+    pub oldest_job_age: IntGaugeVec,
 }
 
 impl PrintMetrics {
@@ -58,6 +64,16 @@ impl PrintMetrics {
                 "callbacks_total",
                 "Printer callbacks received, by outcome",
                 &["outcome"],
+            ),
+            reconciled: metrics.int_counter_vec(
+                "jobs_reconciled_total",
+                "Jobs past their deadline checked at their printer, by outcome",
+                &["outcome"],
+            ),
+            oldest_job_age: metrics.int_gauge_vec(
+                "oldest_job_age_seconds",
+                "Age of the oldest job in each state still on its way (queued, dispatched, printing)",
+                &["state"],
             ),
         }
     }

@@ -1,6 +1,12 @@
-//! The `print_jobs` table: every statement print-service runs against it.
+//! The `print_jobs` table: every statement print-service runs against it
+//! (reconciliation's are in [`checks`]).
+
+pub mod checks;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use pixpress_domain::job::Evidence;
 use pixpress_domain::{JobState, PrintJob};
 use pixpress_kit::db::DbError;
 use tokio_postgres::{GenericClient, Row};
@@ -175,18 +181,84 @@ pub async fn cancel(db: &impl GenericClient, id: Uuid) -> Result<CancelOutcome, 
     })
 }
 
-/// A job a dispatcher holds the lease on, with what it needs to send it.
+pub enum RetryOutcome {
+    /// Back in the queue; what it had failed with.
+    Queued {
+        job: PrintJob,
+        previous_error: Option<String>,
+    },
+    NotFound,
+    /// Only a failed job can be retried; the job's state.
+    NotFailed(JobState),
+}
+
+/// An operator's retry: a failed job goes back to `queued`, due at once, with its
+/// attempts and error reset and a fresh correlation id, so its printer prints it
+/// anew (it would take the old id for a repeat) and late reports about the failed
+/// attempt find no job.
+pub async fn retry(db: &impl GenericClient, id: Uuid) -> Result<RetryOutcome, DbError> {
+    debug_assert!(JobState::Failed.can_retry());
+    let sql = format!(
+        "UPDATE print_jobs
+         SET state = 'queued', attempts = 0, resends = 0, check_failures = 0, error = NULL,
+             correlation_id = $2, next_attempt_at = now(), updated_at = now(),
+             lease_owner = NULL, lease_expires_at = NULL
+         FROM (SELECT id AS failed_id, error AS previous_error FROM print_jobs
+               WHERE id = $1 AND state = 'failed'
+               FOR UPDATE) AS failed
+         WHERE id = failed.failed_id
+         RETURNING {JOB_COLUMNS}, previous_error"
+    );
+    if let Some(row) = db.query_opt(&sql, &[&id, &Uuid::new_v4()]).await? {
+        return Ok(RetryOutcome::Queued {
+            job: job_from_row(&row)?,
+            previous_error: row.try_get("previous_error")?,
+        });
+    }
+    Ok(match get(db, id).await? {
+        None => RetryOutcome::NotFound,
+        Some(job) => RetryOutcome::NotFailed(job.state),
+    })
+}
+
+/// A job a dispatcher (or reconciliation) holds the lease on, with what it needs to
+/// send it or ask its printer about it.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: Uuid,
     pub correlation_id: Uuid,
+    pub state: JobState,
     pub printer_id: i64,
     pub printer_url: String,
     pub image_url: String,
     pub copies: i32,
     /// Attempts made before this one.
     pub attempts: i32,
+    /// Times reconciliation sent it again to a printer that did not know it.
+    pub resends: i32,
+    /// Checks in a row that could not reach its printer.
+    pub check_failures: i32,
     pub created_at: DateTime<Utc>,
+}
+
+/// What a claim returns, read by [`claimed_from_row`].
+const CLAIMED_COLUMNS: &str = "j.id, j.correlation_id, j.state, j.printer_id, j.printer_url, \
+     j.image_url, j.copies, j.attempts, j.resends, j.check_failures, j.created_at";
+
+fn claimed_from_row(row: &Row) -> Result<ClaimedJob, DbError> {
+    Ok(ClaimedJob {
+        id: row.try_get("id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        state: state_from_row(row)?,
+        printer_id: required(row, "printer_id")?,
+        printer_url: required(row, "printer_url")?,
+        image_url: required(row, "image_url")?,
+        copies: row.try_get("copies")?,
+        attempts: row.try_get("attempts")?,
+        resends: row.try_get("resends")?,
+        check_failures: row.try_get("check_failures")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 /// Leases up to `limit` due, queued, unleased (or lease-expired) jobs to `owner`.
@@ -194,56 +266,45 @@ pub struct ClaimedJob {
 pub async fn claim(
     db: &impl GenericClient,
     owner: &str,
-    lease: std::time::Duration,
+    lease: Duration,
     limit: i64,
 ) -> Result<Vec<ClaimedJob>, DbError> {
+    let sql = format!(
+        "UPDATE print_jobs AS j
+         SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2)
+         FROM (SELECT id FROM print_jobs
+               WHERE state = 'queued' AND next_attempt_at <= now()
+                 AND (lease_expires_at IS NULL OR lease_expires_at < now())
+               ORDER BY next_attempt_at
+               LIMIT $3
+               FOR UPDATE SKIP LOCKED) AS due
+         WHERE j.id = due.id
+         RETURNING {CLAIMED_COLUMNS}"
+    );
     let rows = db
-        .query(
-            "UPDATE print_jobs AS j
-             SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2)
-             FROM (SELECT id FROM print_jobs
-                   WHERE state = 'queued' AND next_attempt_at <= now()
-                     AND (lease_expires_at IS NULL OR lease_expires_at < now())
-                   ORDER BY next_attempt_at
-                   LIMIT $3
-                   FOR UPDATE SKIP LOCKED) AS due
-             WHERE j.id = due.id
-             RETURNING j.id, j.correlation_id, j.printer_id, j.printer_url, j.image_url,
-                       j.copies, j.attempts, j.created_at",
-            &[&owner, &lease.as_secs_f64(), &limit],
-        )
+        .query(&sql, &[&owner, &lease.as_secs_f64(), &limit])
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ClaimedJob {
-                id: row.try_get("id")?,
-                correlation_id: row.try_get("correlation_id")?,
-                printer_id: required(row, "printer_id")?,
-                printer_url: required(row, "printer_url")?,
-                image_url: required(row, "image_url")?,
-                copies: row.try_get("copies")?,
-                attempts: row.try_get("attempts")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(claimed_from_row).collect()
 }
 
 /// The printer took the job: `queued` → `dispatched` (unless its callback already
-/// moved it further), lease released. False if the lease was lost meanwhile.
+/// moved it further), lease released, checked at its printer after `deadline` per
+/// copy. False if the lease was lost meanwhile.
 pub async fn mark_dispatched(
     db: &impl GenericClient,
     id: Uuid,
     owner: &str,
+    deadline: Duration,
 ) -> Result<bool, DbError> {
     let n = db
         .execute(
             "UPDATE print_jobs
              SET state = CASE WHEN state = 'queued' THEN 'dispatched' ELSE state END,
                  attempts = attempts + 1, error = NULL, updated_at = now(),
+                 next_attempt_at = now() + make_interval(secs => $3::float8 * copies),
                  lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND lease_owner = $2",
-            &[&id, &owner],
+            &[&id, &owner, &deadline.as_secs_f64()],
         )
         .await?;
     Ok(n == 1)
@@ -255,7 +316,7 @@ pub async fn retry_later(
     db: &impl GenericClient,
     id: Uuid,
     owner: &str,
-    delay: std::time::Duration,
+    delay: Duration,
     reason: &str,
     counts: bool,
 ) -> Result<(), DbError> {
@@ -290,26 +351,37 @@ pub async fn mark_failed(
     Ok(n == 1)
 }
 
-/// What a printer callback did to its job.
+/// A printer's word on a job: a callback, or its record read by reconciliation.
+#[derive(Debug, Clone, Copy)]
+pub struct PrinterReport<'a> {
+    pub state: JobState,
+    /// Why the job failed, when it did.
+    pub detail: Option<&'a str>,
+    pub evidence: Evidence,
+}
+
+/// What a printer's report did to its job.
 #[derive(Debug, PartialEq, Eq)]
-pub enum CallbackOutcome {
-    /// The job moved through these states (a callback for a job still `queued`
-    /// proves the printer has it, so it passes through `dispatched`).
+pub enum ReportOutcome {
+    /// The job moved through these states (see [`JobState::moves_on_report`]).
     Applied(Vec<(JobState, JobState)>),
     /// The job is already in that state: nothing changes.
     Unchanged,
     NotFound,
-    /// The state machine forbids it; the job's current state.
+    /// The state machine forbids it (or the printer is behind the job); the job's
+    /// current state.
     Illegal(JobState),
 }
 
-/// Applies a printer's report to the job with `correlation_id`, atomically.
-pub async fn apply_callback(
+/// Applies a printer's report to the job with `correlation_id`, atomically. A job
+/// still at its printer afterwards is checked there after `deadline` per copy.
+pub async fn apply_report(
     client: &mut tokio_postgres::Client,
     correlation_id: Uuid,
-    target: JobState,
-    detail: Option<&str>,
-) -> Result<CallbackOutcome, DbError> {
+    report: PrinterReport<'_>,
+    deadline: Duration,
+) -> Result<ReportOutcome, DbError> {
+    let target = report.state;
     let tx = client.transaction().await?;
     let Some(row) = tx
         .query_opt(
@@ -318,36 +390,27 @@ pub async fn apply_callback(
         )
         .await?
     else {
-        return Ok(CallbackOutcome::NotFound);
+        return Ok(ReportOutcome::NotFound);
     };
     let id: Uuid = row.try_get("id")?;
     let current = state_from_row(&row)?;
-    if current == target {
-        return Ok(CallbackOutcome::Unchanged);
-    }
-    let mut steps = Vec::new();
-    let mut at = current;
-    if at == JobState::Queued && target != JobState::Canceled {
-        steps.push((at, JobState::Dispatched));
-        at = JobState::Dispatched;
-    }
-    if at != target {
-        steps.push((at, target));
-    }
-    if !steps.iter().all(|(from, to)| from.can_transition_to(*to)) {
-        return Ok(CallbackOutcome::Illegal(current));
-    }
-    let error =
-        (target == JobState::Failed).then(|| detail.unwrap_or("the printer reported a failure"));
+    let steps = match current.moves_on_report(target, report.evidence) {
+        None => return Ok(ReportOutcome::Illegal(current)),
+        Some(steps) if steps.is_empty() => return Ok(ReportOutcome::Unchanged),
+        Some(steps) => steps,
+    };
+    let error = (target == JobState::Failed)
+        .then(|| report.detail.unwrap_or("the printer reported a failure"));
     tx.execute(
         "UPDATE print_jobs
          SET state = $2, error = COALESCE($3, error), updated_at = now(),
              attempts = CASE WHEN state = 'queued' THEN attempts + 1 ELSE attempts END,
+             next_attempt_at = now() + make_interval(secs => $4::float8 * copies), check_failures = 0,
              lease_owner = NULL, lease_expires_at = NULL
          WHERE id = $1",
-        &[&id, &target.as_str(), &error],
+        &[&id, &target.as_str(), &error, &deadline.as_secs_f64()],
     )
     .await?;
     tx.commit().await?;
-    Ok(CallbackOutcome::Applied(steps))
+    Ok(ReportOutcome::Applied(steps))
 }

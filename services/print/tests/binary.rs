@@ -29,6 +29,7 @@ fn help_lists_its_environment_variables() {
             "MANAGEMENT_URL",
             "BACKEND_PERMITS",
             "PRINTER_CALLBACK_SECRET",
+            "PRINT_JOB_DEADLINE_MS",
         ],
     );
 }
@@ -43,4 +44,16 @@ fn missing_database_url_stops_the_binary_with_one_line_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("DATABASE_URL"), "{err}");
+}
+
+#[test]
+fn a_job_deadline_below_its_floor_stops_the_binary_naming_it() {
+    let out = std::process::Command::new(BINARY)
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("PRINT_JOB_DEADLINE_MS", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PRINT_JOB_DEADLINE_MS"), "{err}");
 }

@@ -5,17 +5,10 @@
 mod helpers;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use helpers::{bind, spawn_management, spawn_printer_on, TestApp, SECRET};
-use pixpress_kit::config::DatabaseArgs;
-use pixpress_kit::db::Database;
-use pixpress_kit::queue;
-use pixpress_kit::server::Background;
-use pixpress_print::dispatcher::{Dispatcher, DispatcherSettings};
-use pixpress_print::metrics::PrintMetrics;
 use pixpress_testkit::http::eventually;
 use pixpress_testkit::metrics;
 use pixpress_testkit::printer::printed;
@@ -214,21 +207,7 @@ async fn jobs_leased_by_a_replica_that_died_are_dispatched_after_the_lease() {
         app.create_job(1, file_id).await;
     }
     // One round of a dispatcher, run here rather than waited for: it claims none.
-    let args = DatabaseArgs::new(&app.db.url);
-    let database = Database::start(&args, Duration::from_secs(5), &mut Background::new()).unwrap();
-    let dispatcher = Arc::new(Dispatcher::new(
-        DispatcherSettings {
-            owner: "test-replica".into(),
-            lease: Duration::from_secs(30),
-            max_attempts: 3,
-            public_url: app.url.clone(),
-            send_timeout: Duration::from_secs(1),
-        },
-        database,
-        reqwest::Client::new(),
-        PrintMetrics::new(&prometheus::Registry::new()),
-    ));
-    let claimed = queue::step(&dispatcher, 16).await.unwrap();
+    let claimed = app.workers(3, PATIENCE).dispatch().await;
     assert_eq!(claimed, 0, "leased jobs must wait for their lease");
     assert!(printed(&printer).await.is_empty());
     app.all_jobs_reach("completed", 3, PATIENCE).await;

@@ -1,7 +1,8 @@
-//! Every way printer-sim refuses a job, the status each maps to and its stable code
-//! (the problem `type` is `https://pixpress.dev/problems/{code}`). Both refusals are
-//! "not now": the sender keeps the job and tries again after `Retry-After`. Bodies
-//! that do not parse or validate are answered 400 by the kit's `ValidJson`.
+//! Every way printer-sim refuses a request, the status each maps to and its stable
+//! code (the problem `type` is `https://pixpress.dev/problems/{code}`). Both refusals
+//! of a job are "not now": the sender keeps the job and tries again after
+//! `Retry-After`. Bodies that do not parse or validate are answered 400 by the kit's
+//! `ValidJson`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -21,6 +22,9 @@ pub enum PrinterError {
     /// being read at start, or its disk failed). Why goes to the log, not the sender.
     #[error("the printer cannot take jobs right now; retry later")]
     SpoolUnavailable(#[source] SpoolError),
+    /// 404 `job-not-found`: the printer does not know this correlation id.
+    #[error("this printer knows no job with that correlation id")]
+    UnknownJob,
 }
 
 impl ServiceError for PrinterError {
@@ -28,6 +32,9 @@ impl ServiceError for PrinterError {
         let code = match self {
             PrinterError::Busy => "printer-busy",
             PrinterError::SpoolUnavailable(_) => "spool-unavailable",
+            PrinterError::UnknownJob => {
+                return ApiError::new("job-not-found", StatusCode::NOT_FOUND, self.to_string())
+            }
         };
         ApiError::new(code, StatusCode::SERVICE_UNAVAILABLE, self.to_string())
             .retry_after(RETRY_AFTER_SECS)

@@ -32,6 +32,7 @@ use printer::Printer;
     paths(
         routes::submit_job,
         routes::list_jobs,
+        routes::job_status,
         // Readiness checks the spool: /ready can answer 503.
         pixpress_kit::health::ready,
     )

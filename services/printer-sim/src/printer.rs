@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pixpress_domain::printer::{CallbackStatus, PrintedJob, PrinterCallback, PrinterJob};
+use pixpress_domain::printer::{
+    CallbackStatus, PrintedJob, PrinterCallback, PrinterJob, PrinterJobState, PrinterJobStatus,
+};
 use pixpress_kit::client::is_transient;
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
@@ -50,7 +52,9 @@ struct Tracked {
     job: PrinterJob,
     received: u32,
     printed: u32,
-    status: &'static str,
+    status: PrinterJobState,
+    /// Why it failed, when it did.
+    error: Option<String>,
     reported: bool,
 }
 
@@ -60,7 +64,8 @@ impl Tracked {
             job,
             received: 1,
             printed: 0,
-            status: "queued",
+            status: PrinterJobState::Accepted,
+            error: None,
             reported: false,
         }
     }
@@ -238,9 +243,9 @@ impl Printer {
         let mut unfinished = Vec::new();
         for spooled in &replay.jobs {
             let status = match &spooled.printed {
-                None => "queued",
-                Some(o) if o.failed => "failed",
-                Some(_) => "completed",
+                None => PrinterJobState::Accepted,
+                Some(o) if o.failed => PrinterJobState::Failed,
+                Some(_) => PrinterJobState::Completed,
             };
             jobs.insert(
                 spooled.job.correlation_id,
@@ -249,6 +254,7 @@ impl Printer {
                     received: spooled.received,
                     printed: u32::from(spooled.printed.is_some()),
                     status,
+                    error: spooled.printed.as_ref().and_then(|o| o.detail.clone()),
                     reported: spooled.reported,
                 },
             );
@@ -322,12 +328,26 @@ impl Printer {
                 copies: t.job.copies,
                 received: t.received,
                 printed: t.printed,
-                status: t.status.to_owned(),
+                status: t.status,
                 reported: t.reported,
             })
             .collect();
         jobs.sort_by_key(|j| j.correlation_id);
         jobs
+    }
+
+    /// What became of one job, if the printer knows it (`GET /jobs/{correlation_id}`).
+    /// printer-sim fetches no images, so it has no size or digest to tell.
+    pub fn status(&self, id: Uuid) -> Option<PrinterJobStatus> {
+        self.jobs().get(&id).map(|t| PrinterJobStatus {
+            correlation_id: id,
+            status: t.status,
+            received: t.received,
+            printed: t.printed,
+            image_bytes: None,
+            image_sha256: None,
+            error: t.error.clone(),
+        })
     }
 
     fn set_status(&self, id: Uuid, change: impl FnOnce(&mut Tracked)) {
@@ -349,7 +369,7 @@ impl Printer {
 
     async fn print(&self, job: PrinterJob, permit: OwnedSemaphorePermit) {
         let id = job.correlation_id;
-        self.set_status(id, |j| j.status = "printing");
+        self.set_status(id, |j| j.status = PrinterJobState::Printing);
         self.report(&job, CallbackStatus::Printing, None).await;
         tokio::time::sleep(self.delay_per_copy * job.copies.max(1) as u32).await;
         let failed = self.fail_rate > 0.0 && rand::random::<f64>() < self.fail_rate;
@@ -359,7 +379,12 @@ impl Printer {
         };
         self.set_status(id, |j| {
             j.printed += 1;
-            j.status = if failed { "failed" } else { "completed" };
+            j.status = if failed {
+                PrinterJobState::Failed
+            } else {
+                PrinterJobState::Completed
+            };
+            j.error = outcome.detail.clone();
         });
         self.outcomes
             .with_label_values(&[if failed { "failed" } else { "completed" }])

@@ -1,11 +1,14 @@
-//! printer-sim's HTTP face: `POST /jobs` to print, `GET /jobs` to see what it printed.
+//! printer-sim's HTTP face: `POST /jobs` to print, `GET /jobs` to see what it printed,
+//! `GET /jobs/{correlation_id}` for what became of one job (the printer protocol's
+//! status query, which print-service's reconciliation asks).
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use pixpress_domain::printer::{JobAccepted, PrintedJob, PrinterJob};
+use pixpress_domain::printer::{JobAccepted, PrintedJob, PrinterJob, PrinterJobStatus};
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
+use uuid::Uuid;
 
 use crate::error::PrinterError;
 use crate::printer::{Printer, Submission};
@@ -15,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/jobs")
             .route(web::post().to(submit_job))
             .route(web::get().to(list_jobs)),
-    );
+    )
+    .service(resource("/jobs/{correlation_id}").route(web::get().to(job_status)));
 }
 
 /// Takes a job: 202 whether new or a repeat (a repeat is not printed again), 503
@@ -51,4 +55,26 @@ pub async fn submit_job(
     responses((status = 200, description = "Jobs seen", body = [PrintedJob])))]
 pub async fn list_jobs(printer: web::Data<Arc<Printer>>) -> HttpResponse {
     HttpResponse::Ok().json(printer.list())
+}
+
+/// What became of the job sent under `correlation_id`.
+#[utoipa::path(get, path = "/jobs/{correlation_id}", tag = "printer",
+    description = "The printer protocol's status query (DESIGN.md §12), asked by print-service's \
+                   reconciliation when a job's callback is overdue. `status` is `accepted` (taken, \
+                   not printing yet), `printing`, `completed` or `failed` (`error` says why). \
+                   printer-sim does not fetch images, so `image_bytes` and `image_sha256` are \
+                   always `null` here.",
+    params(("correlation_id" = Uuid, Path, description = "The job's correlation id")),
+    responses(
+        (status = 200, description = "The printer knows the job", body = PrinterJobStatus),
+        (status = 404, description = "The printer does not know the job (never sent, or forgotten)"),
+    ))]
+pub async fn job_status(
+    printer: web::Data<Arc<Printer>>,
+    correlation_id: web::Path<Uuid>,
+) -> Result<HttpResponse, PrinterError> {
+    let status = printer
+        .status(correlation_id.into_inner())
+        .ok_or(PrinterError::UnknownJob)?;
+    Ok(HttpResponse::Ok().json(status))
 }

@@ -1,11 +1,13 @@
-//! printer-sim over real HTTP: deduplication, capacity, and signed callbacks that
-//! are retried until the print service takes them.
+//! printer-sim over real HTTP: deduplication, capacity, signed callbacks that are
+//! retried until the print service takes them, and the status of one job by its
+//! correlation id.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pixpress_domain::printer::{PrinterJobState, PrinterJobStatus};
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{client, eventually};
@@ -167,7 +169,77 @@ async fn at_a_fail_rate_of_one_every_job_fails_with_a_detail() {
         || async { printed(&printer).await.into_iter().find(|j| j.reported) },
     )
     .await;
-    assert_eq!(done.status, "failed");
+    assert_eq!(done.status, PrinterJobState::Failed);
     let last: Value = serde_json::from_slice(&receiver.requests().last().unwrap().body).unwrap();
     assert_eq!(last, json!({"status": "failed", "detail": "paper jam"}));
+    let status = job_status(&printer, done.correlation_id).await;
+    assert_eq!(status.error.as_deref(), Some("paper jam"));
+}
+
+async fn job_status(printer: &str, id: Uuid) -> PrinterJobStatus {
+    let res = client()
+        .get(format!("{printer}/jobs/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_job_is_asked_after_by_its_correlation_id_through_its_life() {
+    let receiver = Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new()));
+    let printer = spawn(|c| c.printer_delay_ms = 300);
+    let id = Uuid::new_v4();
+    let cb = format!("{}/cb", receiver.url);
+    for _ in 0..2 {
+        client()
+            .post(format!("{printer}/jobs"))
+            .json(&job(id, &cb))
+            .send()
+            .await
+            .unwrap();
+    }
+    let printing = job_status(&printer, id).await;
+    assert!(
+        matches!(
+            printing.status,
+            PrinterJobState::Accepted | PrinterJobState::Printing
+        ),
+        "{printing:?}"
+    );
+    assert_eq!((printing.received, printing.printed), (2, 0));
+
+    let done = eventually("the job to be printed", Duration::from_secs(30), || async {
+        let status = job_status(&printer, id).await;
+        (status.status == PrinterJobState::Completed).then_some(status)
+    })
+    .await;
+    assert_eq!(
+        done,
+        PrinterJobStatus {
+            correlation_id: id,
+            status: PrinterJobState::Completed,
+            received: 2,
+            printed: 1,
+            // printer-sim fetches no images.
+            image_bytes: None,
+            image_sha256: None,
+            error: None,
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_job_the_printer_never_received_is_404() {
+    let printer = spawn(|_| {});
+    for id in [Uuid::new_v4().to_string(), "not-a-uuid".to_owned()] {
+        let res = client()
+            .get(format!("{printer}/jobs/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{id}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
 }

@@ -6,13 +6,14 @@
 //! the current state (a printer retrying) changes nothing.
 
 use actix_web::{web, HttpResponse};
+use pixpress_domain::job::Evidence;
 use pixpress_domain::printer::PrinterCallback;
 use pixpress_kit::problem::resource;
 use pixpress_kit::webhook::{CallbackRefused, SignedJson};
 use uuid::Uuid;
 
 use crate::error::PrintError;
-use crate::print_jobs::{self, CallbackOutcome};
+use crate::print_jobs::{self, PrinterReport, ReportOutcome};
 use crate::State;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -53,18 +54,22 @@ pub async fn printer_callback(
         .inspect_err(|refused| count(refused.outcome()))?
         .into_inner();
 
-    let mut conn = state.db.get().await?;
     let target = callback.status.job_state();
+    let report = PrinterReport {
+        state: target,
+        detail: callback.detail.as_deref(),
+        evidence: Evidence::Callback,
+    };
     let correlation_id = correlation_id.into_inner();
-    match print_jobs::apply_callback(
-        &mut conn,
-        correlation_id,
-        target,
-        callback.detail.as_deref(),
-    )
-    .await?
-    {
-        CallbackOutcome::Applied(steps) => {
+    let outcome = state
+        .db
+        .within(async {
+            let mut conn = state.db.get().await?;
+            print_jobs::apply_report(&mut conn, correlation_id, report, state.job_deadline).await
+        })
+        .await?;
+    match outcome {
+        ReportOutcome::Applied(steps) => {
             count("applied");
             for (from, to) in steps {
                 state.metrics.transition(Some(from), to);
@@ -72,15 +77,15 @@ pub async fn printer_callback(
             log::info!("job with correlation id {correlation_id} is now {target}");
             Ok(HttpResponse::NoContent().finish())
         }
-        CallbackOutcome::Unchanged => {
+        ReportOutcome::Unchanged => {
             count("unchanged");
             Ok(HttpResponse::NoContent().finish())
         }
-        CallbackOutcome::NotFound => {
+        ReportOutcome::NotFound => {
             count("unknown");
             Err(PrintError::JobNotFound)
         }
-        CallbackOutcome::Illegal(current) => {
+        ReportOutcome::Illegal(current) => {
             count("illegal");
             Err(PrintError::IllegalTransition(current, target))
         }

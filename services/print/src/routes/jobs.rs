@@ -1,10 +1,12 @@
-//! `/print/jobs…`: intake, status, listing and cancellation of print jobs.
+//! `/print/jobs…`: intake, status, listing and cancellation of print jobs, and the
+//! operator's retry of a failed one.
 //!
 //! Intake (DESIGN.md §3): validate → take a backend permit (429 if none) → ask the
 //! management API → insert the queued job → 201 only after the commit. The permit
 //! covers the lookup; the insert then takes its pool connection in arrival order
 //! (`kit::db::CheckoutLine`), so under overload no admitted request starves past the
-//! checkout timeout.
+//! checkout timeout. Every piece of database work runs within the database deadline
+//! (`Database::within`), so a frozen database answers 503 rather than hanging.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,7 +19,7 @@ use pixpress_kit::query::ValidQuery;
 use uuid::Uuid;
 
 use crate::error::PrintError;
-use crate::print_jobs::{self, CancelOutcome, JobFilter, NewJob};
+use crate::print_jobs::{self, CancelOutcome, JobFilter, NewJob, RetryOutcome};
 use crate::State;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -30,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_jobs)),
     )
     .service(resource("/print/jobs/{id}").route(web::get().to(get_job)))
-    .service(resource("/print/jobs/{id}/cancel").route(web::post().to(cancel_job)));
+    .service(resource("/print/jobs/{id}/cancel").route(web::post().to(cancel_job)))
+    .service(resource("/print/jobs/{id}/retry").route(web::post().to(retry_job)));
 }
 
 fn created(job: &PrintJob, replayed: bool) -> HttpResponse {
@@ -63,8 +66,14 @@ async fn replay(
     request: &CreatePrintJob,
     key: &str,
 ) -> Result<Option<PrintJob>, PrintError> {
-    let conn = state.db.get().await?;
-    match print_jobs::find_by_idempotency_key(&*conn, request.user_id, key).await? {
+    let earlier = state
+        .db
+        .within(async {
+            let conn = state.db.get().await?;
+            print_jobs::find_by_idempotency_key(&*conn, request.user_id, key).await
+        })
+        .await?;
+    match earlier {
         None => Ok(None),
         Some((job, fingerprint)) => {
             let this = NewJob::fingerprint(request.user_id, request.file_id, request.copies);
@@ -95,7 +104,7 @@ async fn replay(
         (status = 413, description = "Body over 64 KiB"),
         (status = 415, description = "Not JSON"),
         (status = 422, description = "Idempotency-Key reused with another body"),
-        (status = 429, description = "At capacity: no backend permit free"),
+        (status = 429, description = "At capacity (`saturated`: no backend permit free), or this user already holds their share of the permits (`user-share-exceeded`, BACKEND_PERMITS_PER_USER)"),
         (status = 502, description = "The management API answered unexpectedly", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 503, description = "The management API is unreachable, or the database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 504, description = "The management API did not answer in time", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
@@ -113,7 +122,7 @@ pub async fn create_job(
     let key = idempotency_key(&req)?;
 
     // The permit covers the calls to the management API and is released on every path.
-    let permit = state.gate.try_enter()?;
+    let permit = state.gate.try_enter(request.user_id)?;
     if let Some(key) = &key {
         if let Some(job) = replay(&state, &request, key).await? {
             return Ok(created(&job, true));
@@ -134,10 +143,13 @@ pub async fn create_job(
         image_url: lookup.image_url,
         idempotency_key: key.clone(),
     };
-    let inserted = {
-        let (_turn, conn) = state.insert_line.get(&state.db.pool).await?;
-        print_jobs::insert(&*conn, &new).await?
-    };
+    let inserted = state
+        .db
+        .within(async {
+            let (_turn, conn) = state.insert_line.get(&state.db).await?;
+            print_jobs::insert(&*conn, &new).await
+        })
+        .await?;
     match inserted {
         Some(job) => {
             state.queued.announce();
@@ -170,10 +182,12 @@ pub async fn get_job(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PrintError> {
-    let conn = state.db.get().await?;
-    // Another user's job is as absent as a missing one.
-    let job = print_jobs::get(&*conn, id.into_inner())
+    let id = id.into_inner();
+    let job = state
+        .db
+        .within(async { print_jobs::get(&*state.db.get().await?, id).await })
         .await?
+        // Another user's job is as absent as a missing one.
         .filter(|job| caller.may_act_for(job.user_id))
         .ok_or(PrintError::JobNotFound)?;
     Ok(HttpResponse::Ok().json(job))
@@ -210,8 +224,10 @@ pub async fn list_jobs(
         // One more than asked tells whether there is a next page.
         limit: limit + 1,
     };
-    let conn = state.db.get().await?;
-    let mut jobs = print_jobs::list(&*conn, &filter).await?;
+    let mut jobs = state
+        .db
+        .within(async { print_jobs::list(&*state.db.get().await?, &filter).await })
+        .await?;
     let next_cursor = if jobs.len() as i64 > limit {
         jobs.truncate(limit as usize);
         jobs.last().map(|j| j.id.to_string())
@@ -236,15 +252,21 @@ pub async fn cancel_job(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PrintError> {
-    let conn = state.db.get().await?;
     let id = id.into_inner();
-    let owned = print_jobs::get(&*conn, id)
-        .await?
-        .is_some_and(|job| caller.may_act_for(job.user_id));
-    if !owned {
-        return Err(PrintError::JobNotFound);
-    }
-    match print_jobs::cancel(&*conn, id).await? {
+    let outcome = state
+        .db
+        .within(async {
+            let conn = state.db.get().await?;
+            let owned = print_jobs::get(&*conn, id)
+                .await?
+                .is_some_and(|job| caller.may_act_for(job.user_id));
+            if !owned {
+                return Ok(CancelOutcome::NotFound);
+            }
+            print_jobs::cancel(&*conn, id).await
+        })
+        .await?;
+    match outcome {
         CancelOutcome::Canceled(job) => {
             state
                 .metrics
@@ -254,5 +276,55 @@ pub async fn cancel_job(
         CancelOutcome::NotFound => Err(PrintError::JobNotFound),
         CancelOutcome::NotCancelable(state) => Err(PrintError::NotCancelable(state)),
         CancelOutcome::BeingDispatched => Err(PrintError::BeingDispatched),
+    }
+}
+
+/// An operator sends a failed job again.
+#[utoipa::path(post, path = "/print/jobs/{id}/retry", security(("bearer" = [])), tag = "jobs",
+    description = "Admin only. Puts a `failed` job back to `queued` with its attempts reset and \
+                   its error cleared, under a new correlation id (its printer prints it afresh; \
+                   late reports about the failed attempt are ignored), to the printer it was \
+                   placed with. The retry is logged with the admin's subject and the job's \
+                   previous error.",
+    params(("id" = Uuid, Path, description = "The job")),
+    responses(
+        (status = 200, description = "Queued again", body = PrintJob),
+        (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
+        (status = 403, description = "The token has no `admin` role"),
+        (status = 404, description = "No such job"),
+        (status = 409, description = "The job is not `failed`"),
+        (status = 503, description = "The database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    ))]
+pub async fn retry_job(
+    state: web::Data<State>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, PrintError> {
+    if !caller.is_admin() {
+        return Err(PrintError::AdminOnly);
+    }
+    let id = id.into_inner();
+    let outcome = state
+        .db
+        .within(async { print_jobs::retry(&*state.db.get().await?, id).await })
+        .await?;
+    match outcome {
+        RetryOutcome::Queued {
+            job,
+            previous_error,
+        } => {
+            state.queued.announce();
+            state
+                .metrics
+                .transition(Some(JobState::Failed), JobState::Queued);
+            log::info!(
+                "audit: {} retried failed job {id} (its error was {:?})",
+                caller.subject,
+                previous_error.as_deref().unwrap_or("none")
+            );
+            Ok(HttpResponse::Ok().json(job))
+        }
+        RetryOutcome::NotFound => Err(PrintError::JobNotFound),
+        RetryOutcome::NotFailed(state) => Err(PrintError::NotFailed(state)),
     }
 }

@@ -3,9 +3,19 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
 
+use pixpress_kit::config::DatabaseArgs;
+use pixpress_kit::db::Database;
+use pixpress_kit::server::Background;
+use pixpress_print::dispatcher::{Dispatcher, DispatcherSettings};
+use pixpress_print::metrics::PrintMetrics;
+use pixpress_print::printer::{PrinterClient, PrinterSettings};
+use pixpress_print::reconciler::{Reconciler, ReconcilerSettings};
 use pixpress_testkit::auth;
+use pixpress_testkit::http::eventually;
 use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
 
@@ -43,6 +53,17 @@ pub fn spawn_printer_on(
         .unwrap()
         .spawn()
         .1
+}
+
+/// Binds `addr` again once whatever listened there (a printer being stopped) has let
+/// go of it.
+pub async fn rebind(addr: SocketAddr) -> TcpListener {
+    eventually(
+        "the old listener to let go of its port",
+        Duration::from_secs(60),
+        || async move { TcpListener::bind(addr).ok() },
+    )
+    .await
 }
 
 pub fn spawn_printer(configure: impl FnOnce(&mut pixpress_printer_sim::Config)) -> String {
@@ -230,5 +251,111 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+}
+
+impl TestApp {
+    /// Job `id` as the API shows it.
+    pub async fn job(&self, id: &str) -> Value {
+        let res = self.get(&format!("/print/jobs/{id}")).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    /// Waits until job `id` is in `state`; returns it.
+    pub async fn job_reaches(&self, id: &str, state: &str) -> Value {
+        eventually(
+            &format!("job {id} to be {state}"),
+            Duration::from_secs(60),
+            || async {
+                let job = self.job(id).await;
+                (job["state"] == state).then_some(job)
+            },
+        )
+        .await
+    }
+
+    /// A dispatcher and a reconciler of the test's own on this app's database, run a
+    /// round at a time with `pixpress_kit::queue::step` (give the app
+    /// `dispatch_enabled = false` so that nothing else works its jobs): jobs are
+    /// re-sent at most `max_attempts` times and due for a check `job_deadline` per copy
+    /// after they reach their printer.
+    pub fn workers(&self, max_attempts: i32, job_deadline: Duration) -> Workers {
+        let args = DatabaseArgs::new(&self.db.url);
+        let db = Database::start(&args, Duration::from_secs(5), &mut Background::new()).unwrap();
+        let metrics = PrintMetrics::new(&prometheus::Registry::new());
+        let printers = Arc::new(PrinterClient::new(
+            reqwest::Client::new(),
+            PrinterSettings {
+                public_url: self.url.clone(),
+                timeout: Duration::from_secs(2),
+            },
+            &metrics,
+        ));
+        // Each set of workers is a replica of its own.
+        let owner = format!("test-replica-{}", uuid::Uuid::new_v4().simple());
+        Workers {
+            dispatcher: Arc::new(Dispatcher::new(
+                DispatcherSettings {
+                    owner: owner.clone(),
+                    lease: Duration::from_secs(30),
+                    max_attempts,
+                    job_deadline,
+                },
+                db.clone(),
+                Arc::clone(&printers),
+                metrics.clone(),
+            )),
+            reconciler: Arc::new(Reconciler::new(
+                ReconcilerSettings {
+                    owner,
+                    lease: Duration::from_secs(30),
+                    max_resends: max_attempts,
+                    job_deadline,
+                },
+                db,
+                printers,
+                metrics.clone(),
+            )),
+            metrics,
+        }
+    }
+}
+
+/// See [`TestApp::workers`].
+pub struct Workers {
+    pub dispatcher: Arc<Dispatcher>,
+    pub reconciler: Arc<Reconciler>,
+    /// Their metrics, in a registry of their own.
+    pub metrics: PrintMetrics,
+}
+
+impl Workers {
+    /// Sends every due queued job to its printer.
+    pub async fn dispatch(&self) -> usize {
+        pixpress_kit::queue::step(&self.dispatcher, 16)
+            .await
+            .unwrap()
+    }
+
+    /// Runs reconciliation rounds until one checks a job (its deadline has to pass
+    /// first).
+    pub async fn reconcile(&self) {
+        eventually(
+            "a job to come due for a check",
+            Duration::from_secs(60),
+            || async {
+                let checked = pixpress_kit::queue::step(&self.reconciler, 16)
+                    .await
+                    .unwrap();
+                (checked > 0).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// How many checks came to `outcome`.
+    pub fn reconciled(&self, outcome: &str) -> u64 {
+        self.metrics.reconciled.with_label_values(&[outcome]).get()
     }
 }

@@ -1,0 +1,153 @@
+//! print-service's side of the printer protocol (DESIGN.md §3, §12): `POST /jobs`
+//! hands a job to its printer, `GET /jobs/{correlation_id}` asks what became of it.
+//! One circuit breaker per printer covers both, so the dispatcher and reconciliation
+//! back off from a failing printer together. What to do with an answer is the
+//! caller's business; this module only says what the printer answered.
+
+use std::time::Duration;
+
+use pixpress_domain::printer::{PrinterJob, PrinterJobStatus};
+use pixpress_kit::client::is_transient;
+use reqwest::StatusCode;
+
+use crate::breaker::Breakers;
+use crate::metrics::PrintMetrics;
+use crate::print_jobs::ClaimedJob;
+
+pub struct PrinterSettings {
+    /// Base URL printers call back on (`PUBLIC_URL`).
+    pub public_url: String,
+    /// How long one call to a printer may take.
+    pub timeout: Duration,
+}
+
+/// Talks to every printer, each behind its breaker.
+pub struct PrinterClient {
+    http: reqwest::Client,
+    settings: PrinterSettings,
+    breakers: Breakers,
+}
+
+/// What one `POST /jobs` came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    Accepted,
+    /// Worth retrying: the printer is down, busy or failing.
+    Transient(&'static str),
+    /// The printer refused the job itself: retrying will not help.
+    Rejected(u16),
+}
+
+/// What one `GET /jobs/{correlation_id}` came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusAnswer {
+    Known(PrinterJobStatus),
+    /// 404: the printer does not know the job.
+    Unknown,
+    /// No usable answer (down, timeout, 5xx, a body that does not parse): ask again
+    /// later.
+    Unreachable(&'static str),
+}
+
+impl PrinterClient {
+    pub fn new(http: reqwest::Client, settings: PrinterSettings, metrics: &PrintMetrics) -> Self {
+        Self {
+            http,
+            settings,
+            breakers: Breakers::new(metrics.breaker_state.clone()),
+        }
+    }
+
+    /// May `printer` be called now? `Err(wait)` says when to try again.
+    pub fn allow(&self, printer: i64) -> Result<(), Duration> {
+        self.breakers.allow(printer)
+    }
+
+    /// Sends `job` to its printer (`POST {printer_url}/jobs`); a printer that dedups
+    /// by correlation id prints a job sent twice once.
+    pub async fn send(&self, job: &ClaimedJob) -> SendOutcome {
+        let body = PrinterJob {
+            correlation_id: job.correlation_id,
+            image_url: job.image_url.clone(),
+            copies: job.copies,
+            callback_url: format!(
+                "{}/print/callbacks/{}",
+                self.settings.public_url.trim_end_matches('/'),
+                job.correlation_id
+            ),
+        };
+        let url = format!("{}/jobs", job.printer_url.trim_end_matches('/'));
+        let sent = self
+            .http
+            .post(&url)
+            .timeout(self.settings.timeout)
+            .json(&body)
+            .send()
+            .await;
+        let outcome = match sent {
+            Ok(res) if res.status().is_success() => SendOutcome::Accepted,
+            Ok(res) => match res.status() {
+                // The printer refused this job; it will refuse it again.
+                status if status.is_client_error() && !is_transient(status) => {
+                    SendOutcome::Rejected(status.as_u16())
+                }
+                StatusCode::REQUEST_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::SERVICE_UNAVAILABLE => SendOutcome::Transient("busy"),
+                _ => SendOutcome::Transient("error"),
+            },
+            Err(e) if e.is_timeout() => SendOutcome::Transient("timeout"),
+            Err(_) => SendOutcome::Transient("unreachable"),
+        };
+        match outcome {
+            SendOutcome::Accepted => self.breakers.record_success(job.printer_id),
+            SendOutcome::Transient(_) => self.breakers.record_failure(job.printer_id),
+            // The printer answered, about this job only.
+            SendOutcome::Rejected(_) => {}
+        }
+        outcome
+    }
+
+    /// Asks `job`'s printer what became of it (`GET {printer_url}/jobs/{correlation_id}`).
+    pub async fn status(&self, job: &ClaimedJob) -> StatusAnswer {
+        let url = format!(
+            "{}/jobs/{}",
+            job.printer_url.trim_end_matches('/'),
+            job.correlation_id
+        );
+        let asked = self
+            .http
+            .get(&url)
+            .timeout(self.settings.timeout)
+            .send()
+            .await;
+        let answer = match asked {
+            Ok(res) if res.status() == StatusCode::OK => match res.json().await {
+                Ok(status) => StatusAnswer::Known(status),
+                Err(e) => {
+                    log::warn!(
+                        "printer {} answered an unreadable status: {e}",
+                        job.printer_id
+                    );
+                    StatusAnswer::Unreachable("bad_answer")
+                }
+            },
+            Ok(res) if res.status() == StatusCode::NOT_FOUND => StatusAnswer::Unknown,
+            Ok(res) => {
+                log::warn!(
+                    "printer {} answered {} to a status query",
+                    job.printer_id,
+                    res.status()
+                );
+                StatusAnswer::Unreachable("error")
+            }
+            Err(e) if e.is_timeout() => StatusAnswer::Unreachable("timeout"),
+            Err(_) => StatusAnswer::Unreachable("unreachable"),
+        };
+        match answer {
+            StatusAnswer::Unreachable(_) => self.breakers.record_failure(job.printer_id),
+            _ => self.breakers.record_success(job.printer_id),
+        }
+        answer
+    }
+}
