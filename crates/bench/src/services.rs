@@ -133,6 +133,7 @@ pub fn download(
     bucket: &TestBucket,
     concurrency: u32,
     callback_secret: &str,
+    management_url: &str,
 ) -> anyhow::Result<Running> {
     let (listener, _) = loopback()?;
     let mut config = pixpress_download::Config::with_database(database_url);
@@ -145,6 +146,8 @@ pub fn download(
     config.download_concurrency = concurrency;
     config.download_allow_private_networks = true;
     config.download_callback_secret = Some(callback_secret.to_owned());
+    // Reports go only under MANAGEMENT_URL: here, the harness's sink.
+    config.management_url = Some(management_url.to_owned());
     Ok(Running::start(pixpress_download::build(config, listener)?))
 }
 

@@ -114,7 +114,8 @@ pub struct CreateDownload {
     #[validate(length(max = 2048), custom(function = "http_url"))]
     #[schema(schema_with = http_url_schema)]
     pub url: String,
-    /// Called (signed, Standard Webhooks) with the finished task.
+    /// Called (signed, Standard Webhooks, with download-service's `MANAGEMENT_TOKEN`)
+    /// with the finished task. Must lie under download-service's `MANAGEMENT_URL`.
     #[validate(length(max = 2048), custom(function = "http_url"))]
     #[schema(schema_with = optional_http_url_schema)]
     pub callback_url: Option<String>,

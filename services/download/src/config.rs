@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pixpress_kit::auth::AuthArgs;
 use pixpress_kit::config::{CommonArgs, DatabaseArgs};
 
 #[derive(Clone, clap::Parser)]
@@ -20,6 +21,17 @@ pub struct Config {
     pub common: CommonArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Who may call `/downloads…`: tokens with the `service` or `admin` role.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    /// Base URL of the management API, e.g. `http://127.0.0.1:8082`: completion
+    /// reports go only to callback URLs under it. Unset: no `callback_url` is accepted.
+    #[arg(long, env = "MANAGEMENT_URL")]
+    pub management_url: Option<String>,
+    /// Bearer token (role `service`) sent with every completion report to the
+    /// management API.
+    #[arg(long, env = "MANAGEMENT_TOKEN", hide_env_values = true)]
+    pub management_token: Option<String>,
     /// S3 endpoint, e.g. `http://127.0.0.1:9000`.
     #[arg(long, env = "S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -63,12 +75,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for everything but the database, for tests and the local stack.
+    /// Defaults for everything but the database, for tests and the local stack
+    /// (authentication disabled and no management URL until they configure them).
     pub fn with_database(database_url: impl Into<String>) -> Self {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             common: CommonArgs::default(),
             database: DatabaseArgs::new(database_url),
+            auth: AuthArgs::disabled(),
+            management_url: None,
+            management_token: None,
             s3_endpoint: None,
             s3_public_endpoint: None,
             s3_region: "us-east-1".to_owned(),

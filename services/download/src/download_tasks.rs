@@ -1,4 +1,7 @@
 //! The `download_tasks` table: every statement download-service runs against it.
+//!
+//! A deleted task (`deleted_at` set) is gone for every statement here but
+//! [`mark_deleted`]: it is not read, claimed, completed or reported.
 
 use std::time::Duration;
 
@@ -55,7 +58,8 @@ pub async fn insert(
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<DownloadTask>, DbError> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM download_tasks WHERE id = $1");
+    let sql =
+        format!("SELECT {TASK_COLUMNS} FROM download_tasks WHERE id = $1 AND deleted_at IS NULL");
     let row = db.query_opt(&sql, &[&id]).await?;
     row.as_ref().map(task_from_row).transpose()
 }
@@ -93,7 +97,7 @@ pub async fn claim(
              SET state = 'running', lease_owner = $1,
                  lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
              FROM (SELECT id FROM download_tasks
-                   WHERE next_attempt_at <= now()
+                   WHERE next_attempt_at <= now() AND deleted_at IS NULL
                      AND (state = 'queued' OR (state = 'running' AND lease_expires_at < now()))
                    ORDER BY next_attempt_at
                    LIMIT $3
@@ -116,7 +120,8 @@ pub struct Stored {
     pub thumbnail_key: String,
 }
 
-/// Records success; the callback (if any) becomes due. False if the lease was lost.
+/// Records success; the callback (if any) becomes due. False if the lease was lost
+/// or the task deleted meanwhile. Run it holding the [`lock_objects`] of the keys.
 pub async fn complete(
     db: &impl GenericClient,
     id: Uuid,
@@ -131,7 +136,7 @@ pub async fn complete(
                  original_key = $7, thumbnail_key = $8,
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
                  callback_due_at = CASE WHEN callback_url IS NULL THEN NULL ELSE now() END
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running' AND deleted_at IS NULL",
             &[
                 &id,
                 &owner,
@@ -160,7 +165,7 @@ pub async fn fail(
              SET state = 'failed', error = $3, attempts = attempts + 1,
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
                  callback_due_at = CASE WHEN callback_url IS NULL THEN NULL ELSE now() END
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running' AND deleted_at IS NULL",
             &[&id, &owner, &reason.as_str()],
         )
         .await?;
@@ -180,7 +185,7 @@ pub async fn retry_later(
          SET state = 'queued', error = $4, attempts = attempts + 1,
              next_attempt_at = now() + make_interval(secs => $3),
              lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-         WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+         WHERE id = $1 AND lease_owner = $2 AND state = 'running' AND deleted_at IS NULL",
         &[&id, &owner, &delay.as_secs_f64(), &reason.as_str()],
     )
     .await?;
@@ -226,7 +231,7 @@ pub async fn claim_callbacks(
         "UPDATE download_tasks
          SET callback_due_at = now() + make_interval(secs => $1)
          FROM (SELECT id AS due_id FROM download_tasks
-               WHERE callback_due_at <= now()
+               WHERE callback_due_at <= now() AND deleted_at IS NULL
                ORDER BY callback_due_at
                LIMIT $2
                FOR UPDATE SKIP LOCKED) AS due
@@ -263,4 +268,81 @@ pub async fn callback_later(
     )
     .await?;
     Ok(())
+}
+
+/// The objects a deleted task referred to.
+pub struct DeletedTask {
+    pub original_key: Option<String>,
+    pub thumbnail_key: Option<String>,
+}
+
+impl DeletedTask {
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        [&self.original_key, &self.thumbnail_key]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+}
+
+/// Marks the task deleted (its report, if still due, is dropped); `None` if there is
+/// no such task. Deleting a deleted task changes nothing and names its objects
+/// again, so a repeated delete can finish releasing them.
+pub async fn mark_deleted(
+    db: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<DeletedTask>, DbError> {
+    let row = db
+        .query_opt(
+            "UPDATE download_tasks
+             SET deleted_at = coalesce(deleted_at, now()), callback_due_at = NULL,
+                 updated_at = CASE WHEN deleted_at IS NULL THEN now() ELSE updated_at END
+             WHERE id = $1
+             RETURNING original_key, thumbnail_key",
+            &[&id],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(DeletedTask {
+            original_key: row.try_get("original_key")?,
+            thumbnail_key: row.try_get("thumbnail_key")?,
+        })
+    })
+    .transpose()
+}
+
+/// Advisory-lock class of object keys (two-key locks do not share the one-key
+/// space the migrations lock in): "pxob".
+const OBJECT_LOCK_CLASS: i32 = 0x7078_6f62;
+
+/// Locks the objects `keys` until the end of the transaction `tx`. Whoever decides
+/// about an object holds its lock from the check to the commit: a completion from
+/// "the object is stored" to the commit of its reference, a release from "nobody
+/// refers to it" to its deletion from S3.
+pub async fn lock_objects(tx: &impl GenericClient, keys: &[&str]) -> Result<(), DbError> {
+    let mut keys = keys.to_vec();
+    // One order for everyone, so two holders of several keys cannot deadlock.
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&OBJECT_LOCK_CLASS, &key],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether a live (not deleted) task refers to the object `key`.
+pub async fn is_referenced(db: &impl GenericClient, key: &str) -> Result<bool, DbError> {
+    let row = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM download_tasks
+                            WHERE deleted_at IS NULL
+                              AND (original_key = $1 OR thumbnail_key = $1)) AS referenced",
+            &[&key],
+        )
+        .await?;
+    Ok(row.try_get("referenced")?)
 }

@@ -5,18 +5,29 @@
 //! never to the client.
 //!
 //! Malformed request bodies are answered by the kit's `ValidJson` extractor before a
-//! handler runs, so they have no variant here.
+//! handler runs, and bad or missing tokens (401) by the kit's `Caller`, so they have
+//! no variant here.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use pixpress_kit::db::DbError;
+use pixpress_kit::json::invalid_field;
 use pixpress_kit::{ApiError, ServiceError};
 use uuid::Uuid;
 
+use crate::management_url::CallbackRefusal;
+use crate::objects::ObjectsError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
+    /// 403 `service-role-required`: `/downloads…` asked with a token that has neither
+    /// the `service` nor the `admin` role (an end user's).
+    #[error("downloads are for services: a token with the `service` role is required")]
+    ServiceRoleRequired,
+    /// 400 `validation-error` naming `callback_url`: not under `MANAGEMENT_URL`.
+    #[error("callback_url {0}")]
+    CallbackRefused(#[source] CallbackRefusal),
     /// 404: no such download task.
     #[error("no download {0}")]
     DownloadNotFound(Uuid),
@@ -47,6 +58,8 @@ impl ServiceError for DownloadError {
     fn api_error(&self) -> ApiError {
         use DownloadError::*;
         let (code, status) = match self {
+            ServiceRoleRequired => ("service-role-required", StatusCode::FORBIDDEN),
+            CallbackRefused(why) => return invalid_field("callback_url".into(), why.to_string()),
             DownloadNotFound(_) => ("download-not-found", StatusCode::NOT_FOUND),
             ImageNotFound(_) => ("image-not-found", StatusCode::NOT_FOUND),
             ImageFailed { .. } => ("image-download-failed", StatusCode::NOT_FOUND),
@@ -60,6 +73,18 @@ impl ServiceError for DownloadError {
         match self {
             ImageNotReady(_) | StorageUnavailable(_) => api.retry_after(1),
             _ => api,
+        }
+    }
+}
+
+impl From<ObjectsError> for DownloadError {
+    fn from(err: ObjectsError) -> Self {
+        match err {
+            ObjectsError::Database(e) => DownloadError::Database(e),
+            ObjectsError::Storage(StorageError::NotConfigured) => {
+                DownloadError::StorageNotConfigured
+            }
+            ObjectsError::Storage(e) => DownloadError::StorageUnavailable(e),
         }
     }
 }
@@ -84,6 +109,18 @@ mod tests {
             reason: "too_large".into(),
         };
         let cases = [
+            (
+                DownloadError::ServiceRoleRequired,
+                403,
+                "service-role-required",
+                None,
+            ),
+            (
+                DownloadError::CallbackRefused(CallbackRefusal::NoManagementUrl),
+                400,
+                "validation-error",
+                None,
+            ),
             (
                 DownloadError::DownloadNotFound(id),
                 404,

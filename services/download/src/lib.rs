@@ -1,13 +1,17 @@
 //! download-service: fetches images from user-supplied URLs, makes thumbnails and
 //! stores both in S3, keeping its tasks in PostgreSQL so replicas share the work
 //! and a crash loses nothing. It reports each finished task to the task's
-//! `callback_url`, signed per Standard Webhooks (`reports`).
+//! `callback_url`, signed per Standard Webhooks (`reports`), and only under
+//! `MANAGEMENT_URL` (`management_url`). `/downloads…` is for services (a token with
+//! the `service` role); the image links are open.
 
 mod config;
 mod download_tasks;
 mod error;
 pub mod fetch;
+mod management_url;
 mod metrics;
+mod objects;
 mod reports;
 mod routes;
 pub mod storage;
@@ -19,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
+use pixpress_kit::auth::Authenticator;
 use pixpress_kit::client::http_client;
 use pixpress_kit::db::Database;
 use pixpress_kit::health::Readiness;
@@ -33,6 +38,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use fetch::{FetchPolicy, Fetcher};
+use management_url::ManagementUrl;
 use metrics::DownloadMetrics;
 use reports::Reporter;
 use storage::{Storage, StorageConfig, StorageError};
@@ -42,6 +48,8 @@ use worker::{Worker, WorkerSettings};
 pub struct State {
     db: Database,
     storage: Option<Storage>,
+    /// Where callbacks may go; none: no `callback_url` is accepted.
+    management: Option<ManagementUrl>,
     /// Wakes the workers of every replica once a task is committed.
     queued: WorkQueue,
 }
@@ -52,6 +60,7 @@ pub struct State {
     paths(
         routes::downloads::create_download,
         routes::downloads::get_download,
+        routes::downloads::delete_download,
         routes::images::original,
         routes::images::thumbnail,
         // Readiness checks the database and S3: /ready can answer 503.
@@ -82,6 +91,35 @@ fn storage(config: &Config) -> anyhow::Result<Option<Storage>> {
     Ok(Some(storage))
 }
 
+/// `MANAGEMENT_URL` parsed; an empty setting counts as unset.
+fn management(config: &Config) -> anyhow::Result<Option<ManagementUrl>> {
+    let url = config.management_url.as_deref().map(str::trim);
+    Ok(url
+        .filter(|u| !u.is_empty())
+        .map(ManagementUrl::parse)
+        .transpose()?)
+}
+
+/// `MANAGEMENT_TOKEN`; an empty setting counts as unset. Warns when only one of the
+/// URL and the token is there.
+fn management_token(config: &Config, url: Option<&ManagementUrl>) -> Option<String> {
+    let token = config.management_token.clone().filter(|t| !t.is_empty());
+    match (url, &token) {
+        (None, None) => {
+            log::warn!("MANAGEMENT_URL is not set: downloads with a callback_url are refused")
+        }
+        (None, Some(_)) => {
+            log::warn!("MANAGEMENT_TOKEN is set without MANAGEMENT_URL: no reports are sent")
+        }
+        (Some(_), None) => log::warn!(
+            "MANAGEMENT_URL is set without MANAGEMENT_TOKEN: reports carry no bearer token \
+             and a management API that requires one refuses them"
+        ),
+        (Some(_), Some(_)) => {}
+    }
+    token
+}
+
 /// Creates the bucket if missing, retrying until S3 answers or the service stops.
 async fn ensure_bucket(storage: Storage, stop: CancellationToken) {
     const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
@@ -99,12 +137,16 @@ async fn ensure_bucket(storage: Storage, stop: CancellationToken) {
 }
 
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
+    // Settings that stop the service first, before any warning about the others.
+    let authenticator = Authenticator::from_args(&config.auth)?;
+    let management = management(&config)?;
     let callback_secret = WebhookSecret::from_setting(
         "DOWNLOAD_CALLBACK_SECRET",
         config.download_callback_secret.as_deref(),
         "completion callbacks go unsigned",
     )?;
     let storage = storage(&config)?;
+    let management_token = management_token(&config, management.as_ref());
     let mut background = Background::new();
     let database = Database::start(&config.database, Duration::from_secs(2), &mut background)?;
     if let Some(storage) = storage.clone() {
@@ -134,6 +176,8 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         db: database.clone(),
         http: http_client("download", Duration::from_secs(10)),
         secret: callback_secret,
+        management: management.clone(),
+        token: management_token,
         metrics: metrics.clone(),
     });
     reports.run_workers(&mut background, reporter, reports::CONCURRENCY);
@@ -176,8 +220,10 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let state = web::Data::new(State {
         db: database,
         storage,
+        management,
         queued,
     });
+    let authenticator = web::Data::new(authenticator);
     let settings = HttpSettings {
         metrics: http_metrics,
         readiness,
@@ -193,6 +239,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         background,
         move |cfg| {
             cfg.app_data(state.clone())
+                .app_data(authenticator.clone())
                 .configure(routes::downloads::configure)
                 .configure(routes::images::configure);
         },

@@ -18,7 +18,8 @@ pub struct DownloadMetrics {
     pub s3_put_seconds: Histogram,
     /// `pixpress_download_workers_busy`: tasks being worked on in this replica.
     pub workers_busy: IntGauge,
-    /// `pixpress_download_callbacks_total{outcome}`: delivered, retried, abandoned.
+    /// `pixpress_download_callbacks_total{outcome}`: delivered, retried, abandoned
+    /// (failed for good), refused (not under `MANAGEMENT_URL`, never sent).
     pub callbacks: IntCounterVec,
 }
 

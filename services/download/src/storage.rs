@@ -168,6 +168,14 @@ impl Storage {
             .map_err(StorageError::s3("upload"))
     }
 
+    /// Deletes the object under `key`; one that is not there counts as deleted.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.bucket.delete_object(key).await {
+            Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
+            Err(e) => Err(StorageError::s3("deletion")(e)),
+        }
+    }
+
     /// A URL on the public endpoint that lets whoever holds it GET the object for
     /// `expires_secs` seconds (at most a week). Signing is local: nothing is sent,
     /// and the object is not checked to exist.
@@ -342,6 +350,22 @@ mod tests {
             .await
             .expect("put");
         assert!(storage.exists("originals/7").await.expect("exists after"));
+    }
+
+    #[tokio::test]
+    async fn delete_removes_an_object_and_accepts_a_missing_one() {
+        let bucket = TestBucket::new().await;
+        let storage = storage(&config(&bucket));
+        storage
+            .put("originals/8", b"bytes", "image/gif", "no-cache")
+            .await
+            .expect("put");
+        storage.delete("originals/8").await.expect("delete");
+        assert!(!storage.exists("originals/8").await.expect("exists"));
+        storage
+            .delete("originals/8")
+            .await
+            .expect("deleting it again");
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ async fn images_per_second(
     let count = ctx.pick(80u64, 6);
     let db = services::database().await;
     let bucket = TestBucket::new().await;
-    let service = services::download(&db.url, &bucket, concurrency, &services::secret())?;
+    let service = services::download(&db.url, &bucket, concurrency, &services::secret(), sink_url)?;
     services::wait_ok(&service.url, "/ready").await?;
     sink.reset();
     let client = services::client();

@@ -1,5 +1,6 @@
 //! `/images/{id}/original|thumbnail`: a redirect to a short-lived presigned S3 URL,
-//! so image bytes never pass through this service.
+//! so image bytes never pass through this service. Open (no token): users' browsers
+//! and printers follow these links. A deleted task's links answer 404.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -30,8 +31,12 @@ async fn redirect(
     id: Uuid,
     variant: Variant,
 ) -> Result<HttpResponse, DownloadError> {
-    let conn = state.db.get().await?;
-    let task = download_tasks::get(&*conn, id)
+    let task = state
+        .db
+        .within(async {
+            let conn = state.db.get().await?;
+            download_tasks::get(&*conn, id).await
+        })
         .await?
         .ok_or(DownloadError::ImageNotFound(id))?;
     let key = match (task.state, variant) {
@@ -69,7 +74,7 @@ async fn redirect(
         (status = 302, description = "To a presigned S3 URL of the original, valid for an hour",
             headers(("Location" = String, description = "The presigned URL"),
                 ("Cache-Control" = String, description = "`private, max-age=60`"))),
-        (status = 404, description = "No such image, or its download failed"),
+        (status = 404, description = "No such image, it was deleted, or its download failed"),
         (status = 409, description = "Not downloaded yet",
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 503, description = "The database or object storage is unavailable",
@@ -89,7 +94,7 @@ pub async fn original(
         (status = 302, description = "To a presigned S3 URL of the JPEG thumbnail, valid for an hour",
             headers(("Location" = String, description = "The presigned URL"),
                 ("Cache-Control" = String, description = "`private, max-age=60`"))),
-        (status = 404, description = "No such image, or its download failed"),
+        (status = 404, description = "No such image, it was deleted, or its download failed"),
         (status = 409, description = "Not downloaded yet",
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 503, description = "The database or object storage is unavailable",

@@ -1,5 +1,7 @@
 //! download-service under test: the real service on port 0 with its own database
-//! and S3 bucket, an image host and a callback receiver (scripted HTTP servers).
+//! and S3 bucket, an image host and a callback receiver (scripted HTTP servers)
+//! standing for management-api: `MANAGEMENT_URL` is the receiver's URL, and the
+//! service's own token is management-api's (role `service`).
 
 #![allow(dead_code)]
 
@@ -8,6 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pixpress_testkit::auth;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{client, eventually};
 use pixpress_testkit::s3::TestBucket;
@@ -54,9 +57,15 @@ pub struct TestApp {
     pub db: TestDatabase,
     pub bucket: TestBucket,
     pub host: ImageHost,
-    /// Receives completion callbacks (answers 204).
+    /// Stands for management-api, at `MANAGEMENT_URL`: receives completion callbacks
+    /// (answers 204).
     pub receiver: Fixture,
+    /// Calls as management-api does (a `service` token).
     pub http: reqwest::Client,
+    /// Calls as a browser does: no token (the image links and S3's presigned URLs).
+    pub browser: reqwest::Client,
+    /// What download-service presents to management-api (`MANAGEMENT_TOKEN`).
+    pub management_token: String,
 }
 
 impl TestApp {
@@ -65,10 +74,16 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// `configure` sees the receiver's URL as `management_url` and may change it.
     pub async fn spawn_with(configure: impl FnOnce(&mut pixpress_download::Config)) -> Self {
         let db = TestDatabase::new().await;
         let bucket = TestBucket::new().await;
+        let receiver = Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new()));
         let mut config = pixpress_download::Config::with_database(&db.url);
+        config.auth = auth::args();
+        config.management_url = Some(receiver.url.clone());
+        let management_token = auth::token("download-service", &["service"]);
+        config.management_token = Some(management_token.clone());
         config.s3_endpoint = Some(bucket.endpoint.clone());
         config.s3_bucket = bucket.bucket.clone();
         config.s3_region = bucket.region.clone();
@@ -84,20 +99,60 @@ impl TestApp {
             db,
             bucket,
             host: ImageHost::start(),
-            receiver: Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new())),
-            http: client(),
+            receiver,
+            http: auth::client_as(&auth::service()),
+            browser: client(),
+            management_token,
         }
+    }
+
+    /// POSTs `body` to `/downloads` with `client`.
+    pub async fn post_download(&self, client: &reqwest::Client, body: &Value) -> reqwest::Response {
+        client
+            .post(format!("{}/downloads", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// DELETEs task `id` as management-api; returns the status.
+    pub async fn delete(&self, id: &str) -> u16 {
+        self.http
+            .delete(format!("{}/downloads/{id}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// What `GET /images/{id}/{variant}` answers a browser.
+    pub async fn image_status(&self, id: &str, variant: &str) -> u16 {
+        self.browser
+            .get(format!("{}/images/{id}/{variant}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// How many tasks the database holds, deleted ones included.
+    pub async fn stored_tasks(&self) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM download_tasks", &[])
+            .await
+            .unwrap()
+            .get(0)
     }
 
     /// POSTs a download of `image_url` (calling back the receiver); returns the task.
     pub async fn download(&self, image_url: &str) -> Value {
-        let res = self
-            .http
-            .post(format!("{}/downloads", self.url))
-            .json(&json!({"url": image_url, "callback_url": format!("{}/done", self.receiver.url)}))
-            .send()
-            .await
-            .unwrap();
+        let body = json!({"url": image_url, "callback_url": format!("{}/done", self.receiver.url)});
+        let res = self.post_download(&self.http, &body).await;
         assert_eq!(res.status(), 202);
         assert!(res.headers().contains_key("location"));
         res.json().await.unwrap()
@@ -124,17 +179,18 @@ impl TestApp {
         .await
     }
 
-    /// Follows `/images/{id}/{variant}` to S3 and returns the bytes and content type.
+    /// Follows `/images/{id}/{variant}` to S3 as a browser (no token) and returns the
+    /// bytes and content type.
     pub async fn fetch_image(&self, id: &str, variant: &str) -> (Vec<u8>, String) {
         let res = self
-            .http
+            .browser
             .get(format!("{}/images/{id}/{variant}", self.url))
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), 302, "GET /images/{id}/{variant}");
         let location = res.headers()["location"].to_str().unwrap().to_owned();
-        let object = self.http.get(&location).send().await.unwrap();
+        let object = self.browser.get(&location).send().await.unwrap();
         assert_eq!(object.status(), 200, "presigned GET {location}");
         let content_type = object.headers()["content-type"]
             .to_str()
