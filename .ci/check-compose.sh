@@ -112,15 +112,17 @@ expected = {
         "env": {"DATABASE_URL": "postgres://pixpress:pixpress@postgres:5432/pixpress",
                 "S3_ENDPOINT": "http://minio:9000",
                 "S3_PUBLIC_ENDPOINT": "http://localhost:9000",
-                "S3_BUCKET": "pixpress"},
-        "required": ["S3_ACCESS_KEY", "S3_SECRET_KEY", "DOWNLOAD_CALLBACK_SECRET"],
+                "S3_BUCKET": "pixpress",
+                "MANAGEMENT_URL": "http://management-api:8082"},
+        "required": ["S3_ACCESS_KEY", "S3_SECRET_KEY", "DOWNLOAD_CALLBACK_SECRET",
+                     "AUTH_JWT_SECRET", "MANAGEMENT_TOKEN"],
     },
     "management-api": {
         "port": 8082,
         "env": {"DOWNLOAD_URL": "http://download-service:8081",
                 "PRINTER_URL": "http://printer-sim:8083",
                 "MANAGEMENT_PUBLIC_URL": "http://management-api:8082"},
-        "required": ["DOWNLOAD_CALLBACK_SECRET"],
+        "required": ["DOWNLOAD_CALLBACK_SECRET", "AUTH_JWT_SECRET", "DOWNLOAD_TOKEN"],
     },
     "printer-sim": {"port": 8083, "env": {}, "required": ["PRINTER_CALLBACK_SECRET"]},
 }
@@ -175,27 +177,44 @@ for key, a, b in pairs:
     if any(not r.startswith("${" + key + ":-") for r in raw):
         err(f"{key} must be overridable: use ${{{key}:-whsec_...}}")
 
-# Authentication (README "Authentication"): one HS256 secret for print-service and
-# management-api, and print-service's MANAGEMENT_TOKEN signed with it, role service.
+# Authentication (README "Authentication", DESIGN.md §12): one HS256 secret for
+# print-service, management-api and download-service, and each service's own token
+# for the next one signed with it, role service, overridable.
 import hashlib, hmac, json, time
-secrets = {svc: env_of(svc).get("AUTH_JWT_SECRET") for svc in ("print-service", "management-api")}
+authed = ("print-service", "management-api", "download-service")
+secrets = {svc: env_of(svc).get("AUTH_JWT_SECRET") for svc in authed}
+service_tokens = [("print-service", "MANAGEMENT_TOKEN", "MANAGEMENT_TOKEN"),
+                  ("management-api", "DOWNLOAD_TOKEN", "DOWNLOAD_TOKEN"),
+                  ("download-service", "MANAGEMENT_TOKEN", "DOWNLOAD_SERVICE_MANAGEMENT_TOKEN")]
 if not all(secrets.values()) or len(set(secrets.values())) != 1:
-    err(f"AUTH_JWT_SECRET must be set, and equal, on print-service and management-api")
+    err(f"AUTH_JWT_SECRET must be set, and equal, on {', '.join(authed)}")
 else:
-    token = env_of("print-service").get("MANAGEMENT_TOKEN", "")
-    try:
-        head, body, sig = token.split(".")
-        unb64 = lambda part: base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-        want = hmac.new(secrets["print-service"].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-        claims = json.loads(unb64(body))
-        if json.loads(unb64(head)).get("alg") != "HS256" or not hmac.compare_digest(unb64(sig), want):
-            err("print-service: MANAGEMENT_TOKEN is not an HS256 token signed with AUTH_JWT_SECRET")
-        elif "service" not in claims.get("roles", []) or not claims.get("sub"):
-            err("print-service: MANAGEMENT_TOKEN needs a sub and roles: [service]")
-        elif claims.get("exp", 0) < time.time() + 365 * 86400:
-            err("print-service: MANAGEMENT_TOKEN expires within a year")
-    except ValueError:
-        err("print-service: MANAGEMENT_TOKEN is not a JWT")
+    unb64 = lambda part: base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    for svc, key, override in service_tokens:
+        raw = str((services.get(svc, {}).get("environment") or {}).get(key, ""))
+        if not raw.startswith("${" + override + ":-"):
+            err(f"{svc}: {key} must be overridable: use ${{{override}:-<token>}}")
+        token = env_of(svc).get(key, "")
+        try:
+            head, body, sig = token.split(".")
+            want = hmac.new(secrets[svc].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+            claims = json.loads(unb64(body))
+            if json.loads(unb64(head)).get("alg") != "HS256" or not hmac.compare_digest(unb64(sig), want):
+                err(f"{svc}: {key} is not an HS256 token signed with AUTH_JWT_SECRET")
+            elif "service" not in claims.get("roles", []) or claims.get("sub") != svc:
+                err(f"{svc}: {key} needs sub {svc} and roles: [service]")
+            elif claims.get("exp", 0) < time.time() + 365 * 86400:
+                err(f"{svc}: {key} expires within a year")
+        except ValueError:
+            err(f"{svc}: {key} is not a JWT")
+
+# download-service reports only to callback URLs under its MANAGEMENT_URL; management-api's
+# callback URLs are under its MANAGEMENT_PUBLIC_URL.
+management_public = env_of("management-api").get("MANAGEMENT_PUBLIC_URL", "").rstrip("/")
+download_management = env_of("download-service").get("MANAGEMENT_URL", "").rstrip("/")
+if not (management_public + "/").startswith(download_management + "/"):
+    err(f"download-service: MANAGEMENT_URL {download_management!r} is not management-api's "
+        f"MANAGEMENT_PUBLIC_URL {management_public!r} (or a prefix of it): every report would be refused")
 
 pg_env = env_of("postgres")
 if pg_env.get("POSTGRES_DB") != "pixpress" or pg_env.get("POSTGRES_USER") != "pixpress":

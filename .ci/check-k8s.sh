@@ -75,7 +75,8 @@ echo "== Secret template"
 "$PYTHON" k8s/hack/check_manifests.py schema "${version_args[@]}" k8s/base/secret.template.yaml
 
 # The checks must reject broken manifests: a mistyped field, an unknown apiVersion,
-# and a grace period shorter than SHUTDOWN_GRACE_SECS.
+# a grace period shorter than SHUTDOWN_GRACE_SECS, and management-api's callback URLs
+# outside download-service's MANAGEMENT_URL.
 echo "== self-test: broken copies of the base must fail"
 while IFS='|' read -r what expr; do
     sed "$expr" "$work/base.yaml" >"$work/broken.yaml"
@@ -94,6 +95,7 @@ done <<'EOF'
 typo'd field|s/readinessProbe:/readinesProbe:/
 unknown apiVersion|s#autoscaling/v2#autoscaling/v2beta9#
 grace period too short|s/terminationGracePeriodSeconds: 45/terminationGracePeriodSeconds: 20/
+reports sent where download-service may not|s#MANAGEMENT_PUBLIC_URL: http://management-api:8082#MANAGEMENT_PUBLIC_URL: http://print-service:8080#
 EOF
 
 echo "check-k8s: OK (base and overlays/local valid for Kubernetes ${K8S_VERSIONS[*]})"

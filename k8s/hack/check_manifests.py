@@ -15,8 +15,12 @@
          Secret created per cluster is taken from --secret-template, which must hold
          placeholders and exactly the keys pods read; with --secret-in-render the
          render must generate it, with those keys); in-cluster URLs
-         naming an existing Service and port; and, with --source-root, every variable
-         given to a service is one that service reads (a typo would be ignored).
+         naming an existing Service and port; the services wired to each other
+         (one AUTH_JWT_SECRET, each service token signed with it for role `service`
+         when the render holds the values, download-service's MANAGEMENT_URL under
+         management-api's MANAGEMENT_PUBLIC_URL); and, with --source-root, every
+         variable given to a service is one that service reads (a typo would be
+         ignored).
   check_manifests.py schema [--k8s-version V]... FILE...
       step 1 only (for files that are not rendered, like the Secret template).
   check_manifests.py sources DIR
@@ -28,9 +32,13 @@
 import argparse
 import base64
 import glob
+import hashlib
+import hmac
+import json
 import os
 import re
 import sys
+import time
 from urllib.parse import urlsplit
 
 import yaml
@@ -43,6 +51,12 @@ SERVICES = {
     "printer-sim": (8083, False, "services/printer-sim"),
 }
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+# The services that check bearer tokens, and the token each presents to the next one
+# (DESIGN.md §10, §12): (service, variable).
+AUTHENTICATED = ("print-service", "management-api", "download-service")
+SERVICE_TOKENS = (("print-service", "MANAGEMENT_TOKEN"),
+                  ("management-api", "DOWNLOAD_TOKEN"),
+                  ("download-service", "MANAGEMENT_TOKEN"))
 PLACEHOLDER = "REPLACE_ME"
 
 
@@ -328,6 +342,73 @@ def check_pixpress(objects, source_root, report):
                 report.error(f"{kind}/{name}: {'missing' if scales else 'must not exist'}")
 
 
+def check_jwt(token, secret, subject):
+    """Why `token` is not an HS256 token of `secret` for `subject` with role service
+    valid for a year (None: it is)."""
+    def unb64(part):
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    try:
+        head, body, sig = token.split(".")
+        header, claims = json.loads(unb64(head)), json.loads(unb64(body))
+    except ValueError:
+        return "is not a JWT"
+    want = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    if header.get("alg") != "HS256" or not hmac.compare_digest(unb64(sig), want):
+        return "is not an HS256 token signed with AUTH_JWT_SECRET"
+    if "service" not in claims.get("roles", []) or claims.get("sub") != subject:
+        return f"needs sub {subject} and roles: [service]"
+    if claims.get("exp", 0) < time.time() + 365 * 86400:
+        return "expires within a year"
+    return None
+
+
+def check_wiring(objects, report):
+    """The services as each other's clients: one JWT secret, a service token each,
+    download-service's reports allowed to reach management-api."""
+    deployments = objects.by_kind.get("Deployment", {})
+    quiet = Report()
+    quiet.error = lambda message: None  # resolve_env's own errors are reported elsewhere
+    containers, envs = {}, {}
+    for name in AUTHENTICATED:
+        pod = (pod_template(deployments.get(name) or {}) or {}).get("spec") or {}
+        main = [c for c in pod.get("containers") or [] if c.get("name") == name]
+        if main:
+            containers[name] = main[0]
+            envs[name] = resolve_env(main[0], objects, name, quiet)
+
+    def source(name, key):
+        for item in containers[name].get("env") or []:
+            if item.get("name") == key:
+                ref = (item.get("valueFrom") or {}).get("secretKeyRef") or {}
+                return (ref.get("name"), ref.get("key")) if ref else ("value", item.get("value"))
+        return None
+
+    sources = {name: source(name, "AUTH_JWT_SECRET") for name in containers}
+    for name, src in sources.items():
+        if src is None:
+            report.error(f"Deployment/{name}: AUTH_JWT_SECRET is not set (it checks bearer tokens)")
+    if len({src for src in sources.values() if src}) > 1:
+        report.error(f"AUTH_JWT_SECRET comes from different places: {sources}")
+    for name, key in SERVICE_TOKENS:
+        if name not in envs:
+            continue
+        if key not in envs[name]:
+            report.error(f"Deployment/{name}: {key} (its service token) is not set")
+            continue
+        token, secret = envs[name][key], envs[name].get("AUTH_JWT_SECRET")
+        if token is not None and secret is not None:
+            problem = check_jwt(token, secret, name)
+            if problem:
+                report.error(f"Deployment/{name}: {key} {problem}")
+
+    public = str(envs.get("management-api", {}).get("MANAGEMENT_PUBLIC_URL") or "").rstrip("/")
+    allowed = str(envs.get("download-service", {}).get("MANAGEMENT_URL") or "").rstrip("/")
+    if "management-api" in envs and "download-service" in envs and \
+            not (public + "/").startswith(allowed + "/"):
+        report.error(f"Deployment/download-service: MANAGEMENT_URL {allowed!r} is not management-api's "
+                     f"MANAGEMENT_PUBLIC_URL {public!r} or a prefix of it: every report would be refused")
+
+
 def check_references(docs, objects, report):
     workloads = [o for o in docs if pod_template(o) is not None]
     for obj in docs:
@@ -439,6 +520,7 @@ def cmd_validate(args):
     if not report.errors:
         objects = Objects(docs, [] if args.secret_in_render else template)
         check_pixpress(objects, args.source_root, report)
+        check_wiring(objects, report)
         check_references(docs, objects, report)
     print(f"{args.file}: {len(docs)} objects, {len(report.errors)} errors "
           f"(Kubernetes {', '.join(args.k8s_version)}, strict)")

@@ -1,16 +1,21 @@
 //! The whole pixpress system in one process, for a developer's machine and for the
 //! end-to-end tests: PostgreSQL (started from the installed server binaries unless a
 //! `DATABASE_URL` is given), an S3-compatible store (in-process unless an S3 endpoint
-//! is given), and the four services wired to each other with generated secrets.
+//! is given), and the four services wired to each other with generated secrets and
+//! service tokens (DESIGN.md §12: internal routes need the `service` role).
+//!
+//! The services listen on [`StackOptions::host`] (the binary's default is loopback;
+//! `0.0.0.0` exposes them); they reach each other on that address, or on loopback
+//! when it is a wildcard. The embedded PostgreSQL and S3 stay on loopback.
 //!
 //! Production runs the same service libraries as separate binaries (docker/, k8s/);
 //! nothing here is used by a service.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The stack mints print-service's management token at every start.
+/// The stack mints the services' own tokens (role `service`) at every start.
 const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 use anyhow::Context;
@@ -68,6 +73,7 @@ pub struct ExternalS3 {
 
 pub struct StackOptions {
     pub ports: Ports,
+    /// Where the services listen (`0.0.0.0` or `::`: every interface).
     pub host: IpAddr,
     /// Folder for the embedded PostgreSQL and S3 data; `None`: a temporary folder,
     /// removed when the stack stops.
@@ -135,10 +141,17 @@ async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A listener on `host:port` and the URL the other services reach it on: `host`
+/// itself, or loopback when `host` is a wildcard.
 fn listener(host: IpAddr, port: u16) -> anyhow::Result<(TcpListener, String)> {
     let listener = bind(SocketAddr::new(host, port))?;
     let port = listener.local_addr()?.port();
-    Ok((listener, format!("http://127.0.0.1:{port}")))
+    let reach = match host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok((listener, format!("http://{}", SocketAddr::new(reach, port))))
 }
 
 impl Stack {
@@ -206,6 +219,7 @@ impl Stack {
 
         let (_, auth_secret) = WebhookSecret::generate();
         let auth = AuthArgs::with_secret(auth_secret.clone());
+        let service_token = |name: &str| mint(&auth_secret, name, &["service"], SERVICE_TOKEN_TTL);
         let (_, printer_secret) = WebhookSecret::generate();
         let (_, download_secret) = WebhookSecret::generate();
         let common = pixpress_kit::config::CommonArgs {
@@ -227,6 +241,7 @@ impl Stack {
         management.download_url = download_url.clone();
         management.management_public_url = management_url.clone();
         management.download_callback_secret = Some(download_secret.clone());
+        management.download_token = Some(service_token("management-api"));
 
         let mut download = pixpress_download::Config::with_database(&database_url);
         download.common = common.clone();
@@ -239,16 +254,16 @@ impl Stack {
         // The local stack's images and services live on this machine.
         download.download_allow_private_networks = true;
         download.download_callback_secret = Some(download_secret);
+        // Reports go to management-api only (its callback URLs are under this one),
+        // with a service token; callers of `/downloads` need one too.
+        download.auth = auth.clone();
+        download.management_url = Some(management_url.clone());
+        download.management_token = Some(service_token("download-service"));
 
         let mut print = pixpress_print::Config::with_database(&database_url);
         print.common = common;
         print.auth = auth;
-        print.management_token = Some(mint(
-            &auth_secret,
-            "print-service",
-            &["service"],
-            SERVICE_TOKEN_TTL,
-        ));
+        print.management_token = Some(service_token("print-service"));
         print.management_url = management_url.clone();
         print.public_url = print_url.clone();
         print.printer_callback_secret = Some(printer_secret);

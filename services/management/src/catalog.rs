@@ -1,12 +1,15 @@
-//! The mock's records, in memory: users' images and the printer registry.
+//! The mock's records, in memory: users' images (with where each one's download is)
+//! and the printer registry.
 //!
 //! Locks are `std` locks held only for map operations, never across an `.await`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use pixpress_domain::management::{Image, ImageStatus, Lookup, Printer};
+use uuid::Uuid;
 
 /// Why a lookup refuses, naming the image asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,12 +47,57 @@ pub enum SettleRefusal {
     NoSuchImage(i64),
     /// The image already holds a different final result, of this status.
     AlreadySettled(i64, ImageStatus),
+    /// The result is of a task the image no longer waits for (one replaced by an
+    /// operator retry, or another task than the one download-service said it took).
+    OtherTask(i64),
+}
+
+/// Why an image cannot be retried.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetryRefusal {
+    /// No such image in this user's collection.
+    NoSuchImage,
+    /// Only a `failed` image is retried; this one is of this status.
+    NotFailed(ImageStatus),
+}
+
+/// An image put back to `pending` by an operator.
+#[derive(Debug)]
+pub struct Retried {
+    pub image: Image,
+    /// Why its last download failed.
+    pub previous_error: Option<String>,
+    /// The task of that download, which nothing needs any more.
+    pub previous_task: Option<Uuid>,
+}
+
+/// Where an image's download is, as management-api knows it (not on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadStage {
+    /// Nothing was taken: recorded `ready` without a download, or download-service
+    /// never took the request (the image failed asking).
+    NoTask,
+    /// management-api is still asking download-service to take the download.
+    Asking,
+    /// download-service took it as this task.
+    Task(Uuid),
+    /// download-service took it, but its answer did not say as which task.
+    Untracked,
+}
+
+struct Record {
+    image: Image,
+    stage: DownloadStage,
+    /// When the image last became `pending`.
+    pending_since: Instant,
+    /// Tasks of downloads an operator retry replaced: their late reports are refused.
+    retired: Vec<Uuid>,
 }
 
 #[derive(Default)]
 pub struct Catalog {
     next_image_id: AtomicI64,
-    images: RwLock<BTreeMap<i64, Image>>,
+    images: RwLock<BTreeMap<i64, Record>>,
     printers: RwLock<BTreeMap<i64, Printer>>,
 }
 
@@ -62,11 +110,12 @@ impl Catalog {
     }
 
     // A poisoned lock only means another request panicked mid-update of a map whose
-    // every update is a single insert/remove, so the data is still consistent.
-    fn images_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i64, Image>> {
+    // every update is a single insert/remove or a record changed in one go, so the
+    // data is still consistent.
+    fn images_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i64, Record>> {
         self.images.read().unwrap_or_else(|e| e.into_inner())
     }
-    fn images_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<i64, Image>> {
+    fn images_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<i64, Record>> {
         self.images.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -85,7 +134,17 @@ impl Catalog {
             },
             error: None,
         };
-        self.images_write().insert(id, image.clone());
+        let record = Record {
+            image: image.clone(),
+            stage: if ready {
+                DownloadStage::NoTask
+            } else {
+                DownloadStage::Asking
+            },
+            pending_since: Instant::now(),
+            retired: Vec::new(),
+        };
+        self.images_write().insert(id, record);
         image
     }
 
@@ -93,8 +152,8 @@ impl Catalog {
     pub fn images_of(&self, user_id: i64) -> Vec<Image> {
         self.images_read()
             .values()
-            .filter(|i| i.user_id == user_id)
-            .cloned()
+            .filter(|r| r.image.user_id == user_id)
+            .map(|r| r.image.clone())
             .collect()
     }
 
@@ -102,30 +161,83 @@ impl Catalog {
     pub fn image_of(&self, user_id: i64, id: i64) -> Option<Image> {
         self.images_read()
             .get(&id)
-            .filter(|i| i.user_id == user_id)
-            .cloned()
+            .filter(|r| r.image.user_id == user_id)
+            .map(|r| r.image.clone())
     }
 
-    pub fn delete_image(&self, user_id: i64, id: i64) -> bool {
+    /// Removes the user's image; `None` if there is none, else the download task
+    /// it had (whose objects nothing of this image needs any more).
+    pub fn delete_image(&self, user_id: i64, id: i64) -> Option<Option<Uuid>> {
         let mut images = self.images_write();
         match images.get(&id) {
-            Some(image) if image.user_id == user_id => images.remove(&id).is_some(),
+            Some(record) if record.image.user_id == user_id => {
+                let record = images.remove(&id)?;
+                Some(match record.stage {
+                    DownloadStage::Task(task) => Some(task),
+                    _ => None,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether image `id` still waits for download-service to take its download
+    /// (false once taken, settled or deleted).
+    pub fn awaits_request(&self, id: i64) -> bool {
+        self.images_read().get(&id).is_some_and(|r| {
+            r.image.status == ImageStatus::Pending && r.stage == DownloadStage::Asking
+        })
+    }
+
+    /// download-service took image `id`'s download (as `task`, when its answer said).
+    /// False when the image is gone: then nothing needs the task.
+    pub fn task_taken(&self, id: i64, task: Option<Uuid>) -> bool {
+        let mut images = self.images_write();
+        let Some(record) = images.get_mut(&id) else {
+            return false;
+        };
+        // A report may have arrived first and named the task already.
+        if record.stage == DownloadStage::Asking {
+            record.stage = task.map_or(DownloadStage::Untracked, DownloadStage::Task);
+        }
+        true
+    }
+
+    /// Fails the pending image `id` whose download is still at `stage` (`Asking`:
+    /// download-service never took it; `Untracked`: no task can be asked about)
+    /// with `error`. False when the image moved on meanwhile (or is gone).
+    pub fn fail_without_task(&self, id: i64, stage: DownloadStage, error: &str) -> bool {
+        let mut images = self.images_write();
+        match images.get_mut(&id) {
+            Some(r) if r.image.status == ImageStatus::Pending && r.stage == stage => {
+                r.image.status = ImageStatus::Failed;
+                r.image.error = Some(error.to_owned());
+                r.stage = DownloadStage::NoTask;
+                true
+            }
             _ => false,
         }
     }
 
-    /// Whether image `id` still waits for its download (false once final or gone).
-    pub fn is_pending(&self, id: i64) -> bool {
-        self.images_read()
-            .get(&id)
-            .is_some_and(|i| i.status == ImageStatus::Pending)
-    }
-
-    /// Records how image `id`'s download ended. Only a pending image changes: a final
-    /// image accepts a repeat of its own result and refuses any other.
-    pub fn settle(&self, id: i64, result: DownloadResult) -> Result<Settled, SettleRefusal> {
+    /// Records how task `task` of image `id` ended. Only a pending image changes,
+    /// and only with the result of the task it waits for: a final image accepts a
+    /// repeat of its own result and refuses any other.
+    pub fn settle(
+        &self,
+        id: i64,
+        task: Uuid,
+        result: DownloadResult,
+    ) -> Result<Settled, SettleRefusal> {
         let mut images = self.images_write();
-        let image = images.get_mut(&id).ok_or(SettleRefusal::NoSuchImage(id))?;
+        let record = images.get_mut(&id).ok_or(SettleRefusal::NoSuchImage(id))?;
+        let other_task = match record.stage {
+            DownloadStage::Task(known) => known != task,
+            _ => false,
+        };
+        if other_task || record.retired.contains(&task) {
+            return Err(SettleRefusal::OtherTask(id));
+        }
+        let image = &mut record.image;
         let (status, original_url, thumbnail_url, error) = match result {
             DownloadResult::Completed {
                 original_url,
@@ -153,7 +265,51 @@ impl Catalog {
         image.original_url = original_url;
         image.thumbnail_url = thumbnail_url;
         image.error = error;
+        record.stage = DownloadStage::Task(task);
         Ok(Settled::Applied)
+    }
+
+    /// Puts the user's `failed` image back to `pending`, to be asked for again.
+    pub fn retry(&self, user_id: i64, id: i64) -> Result<Retried, RetryRefusal> {
+        let mut images = self.images_write();
+        let record = images
+            .get_mut(&id)
+            .filter(|r| r.image.user_id == user_id)
+            .ok_or(RetryRefusal::NoSuchImage)?;
+        if record.image.status != ImageStatus::Failed {
+            return Err(RetryRefusal::NotFailed(record.image.status));
+        }
+        let previous_task = match record.stage {
+            DownloadStage::Task(task) => {
+                record.retired.push(task);
+                Some(task)
+            }
+            _ => None,
+        };
+        record.stage = DownloadStage::Asking;
+        record.pending_since = Instant::now();
+        let image = &mut record.image;
+        image.status = ImageStatus::Pending;
+        image.original_url = None;
+        image.thumbnail_url = None;
+        let previous_error = image.error.take();
+        Ok(Retried {
+            image: image.clone(),
+            previous_error,
+            previous_task,
+        })
+    }
+
+    /// The images pending at `now` for `deadline` or longer whose download
+    /// download-service has taken: the ones whose report may have been lost.
+    pub fn overdue(&self, now: Instant, deadline: Duration) -> Vec<(i64, DownloadStage)> {
+        self.images_read()
+            .values()
+            .filter(|r| r.image.status == ImageStatus::Pending)
+            .filter(|r| matches!(r.stage, DownloadStage::Task(_) | DownloadStage::Untracked))
+            .filter(|r| now.saturating_duration_since(r.pending_since) >= deadline)
+            .map(|r| (r.image.id, r.stage))
+            .collect()
     }
 
     /// May `user_id` print `file_id`, and where?
@@ -161,7 +317,7 @@ impl Catalog {
         let image = self
             .images_read()
             .get(&file_id)
-            .cloned()
+            .map(|r| r.image.clone())
             .ok_or(LookupRefusal::NoSuchImage(file_id))?;
         if image.user_id != user_id {
             return Err(LookupRefusal::NotOwner(file_id));
@@ -207,60 +363,4 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lookup_refuses_strangers_unready_images_and_unknown_files() {
-        let catalog = Catalog::new("http://printer");
-        let pending = catalog.create_image(1, "http://x/a.jpg".into(), false);
-        let ready = catalog.create_image(1, "http://x/b.jpg".into(), true);
-        assert_eq!(catalog.lookup(1, 999), Err(LookupRefusal::NoSuchImage(999)));
-        assert_eq!(
-            catalog.lookup(2, ready.id),
-            Err(LookupRefusal::NotOwner(ready.id))
-        );
-        assert_eq!(
-            catalog.lookup(1, pending.id),
-            Err(LookupRefusal::NotReady(pending.id))
-        );
-        let ok = catalog.lookup(1, ready.id).unwrap();
-        assert_eq!(ok.image_url, "http://x/b.jpg");
-        assert_eq!(
-            (ok.printer_id, ok.printer_url.as_str()),
-            (1, "http://printer")
-        );
-    }
-
-    #[test]
-    fn a_download_result_settles_a_pending_image_once() {
-        let catalog = Catalog::new("http://printer");
-        let image = catalog.create_image(1, "http://x/a.jpg".into(), false);
-        let completed = DownloadResult::Completed {
-            original_url: "http://d/images/t/original".into(),
-            thumbnail_url: "http://d/images/t/thumbnail".into(),
-        };
-        assert!(catalog.is_pending(image.id));
-        assert_eq!(
-            catalog.settle(image.id, completed.clone()),
-            Ok(Settled::Applied)
-        );
-        assert!(!catalog.is_pending(image.id));
-        assert_eq!(catalog.settle(image.id, completed), Ok(Settled::Unchanged));
-        let failed = DownloadResult::Failed {
-            error: "timeout".into(),
-        };
-        assert_eq!(
-            catalog.settle(image.id, failed.clone()),
-            Err(SettleRefusal::AlreadySettled(image.id, ImageStatus::Ready))
-        );
-        assert_eq!(
-            catalog.lookup(1, image.id).unwrap().image_url,
-            "http://d/images/t/original"
-        );
-        assert_eq!(
-            catalog.settle(999, failed),
-            Err(SettleRefusal::NoSuchImage(999))
-        );
-    }
-}
+mod tests;

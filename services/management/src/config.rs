@@ -26,7 +26,13 @@ pub struct Config {
     /// from it, so it must be reachable by them).
     #[arg(long, env = "DOWNLOAD_URL", default_value = "http://127.0.0.1:8081")]
     pub download_url: String,
-    /// Base URL the download service calls back on when a download ends.
+    /// Bearer token (role `service`) management-api presents to the download service
+    /// on every `/downloads` call. Unset: a warning at start, and a download service
+    /// that checks tokens refuses every request (so no image downloads).
+    #[arg(long, env = "DOWNLOAD_TOKEN", hide_env_values = true)]
+    pub download_token: Option<String>,
+    /// Base URL the download service calls back on when a download ends (the download
+    /// service's `MANAGEMENT_URL` must be this URL or a prefix of it).
     #[arg(
         long,
         env = "MANAGEMENT_PUBLIC_URL",
@@ -41,6 +47,12 @@ pub struct Config {
     /// a download before the image is marked `failed` with `unreachable`, in seconds.
     #[arg(long, env = "MANAGEMENT_DOWNLOAD_RETRY_SECS", default_value_t = 60)]
     pub download_retry_secs: u64,
+    /// How long an image may stay `pending` with its download taken before
+    /// management-api asks the download service how the task is doing (a report
+    /// that never arrived), in seconds.
+    #[arg(long, env = "MANAGEMENT_RECONCILE_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconcile_secs: u64,
     /// URL of printer 1, registered at start.
     #[arg(long, env = "PRINTER_URL", default_value = "http://127.0.0.1:8083")]
     pub printer_url: String,
@@ -60,7 +72,9 @@ impl Config {
             download_url: "http://127.0.0.1:8081".to_owned(),
             management_public_url: "http://127.0.0.1:8082".to_owned(),
             download_callback_secret: None,
+            download_token: None,
             download_retry_secs: 60,
+            reconcile_secs: 300,
             printer_url: "http://127.0.0.1:8083".to_owned(),
             management_latency_ms: 0,
         }
@@ -72,5 +86,9 @@ impl Config {
 
     pub fn download_retry_window(&self) -> Duration {
         Duration::from_secs(self.download_retry_secs)
+    }
+
+    pub fn reconcile_deadline(&self) -> Duration {
+        Duration::from_secs(self.reconcile_secs)
     }
 }

@@ -1,5 +1,7 @@
-//! download-service as management-api sees it (DESIGN.md §5): asking it to fetch a
-//! new image, and where it serves the stored original and thumbnail afterwards.
+//! download-service as management-api sees it (DESIGN.md §5, §12): asking it to
+//! fetch an image, asking how a task is doing, deleting a task nothing needs any
+//! more, and where it serves the stored original and thumbnail. Every call carries
+//! `Authorization: Bearer {DOWNLOAD_TOKEN}` (a token with the `service` role).
 //!
 //! A pending image is answered 201 at once and asked for in the background. While
 //! download-service cannot take the request (unreachable, timeout, 5xx, 429) it is
@@ -7,34 +9,46 @@
 //! `unreachable`. Any other refusal (a 4xx: it will not take this URL) fails the image
 //! at once with `http_status`: asking again would get the same answer.
 //!
-//! How the download itself ends arrives later, signed, on `routes::internal`; this
-//! module only records the failures to *ask*.
+//! Deleting a task is retried with backoff for as long as download-service is
+//! unavailable, so a deleted image's objects and links do go. The retry list is in
+//! memory, like every record of this mock: a restart forgets the deletions still
+//! waiting (the task's objects then stay; the image is gone either way), and so is
+//! a task whose id download-service's answer did not carry.
+//!
+//! How the download itself ends arrives later, signed, on `routes::internal` (or is
+//! fetched by `reconcile` when that report never comes); this module only records
+//! the failures to *ask*.
 
 use std::time::{Duration, Instant};
 
 use pixpress_domain::download::{CreateDownload, DownloadTask, FailureReason};
 use pixpress_kit::client::{http_client, is_transient, ForwardRequestId};
+use pixpress_kit::request_id;
 use pixpress_kit::retry::Backoff;
-use reqwest::StatusCode;
+use reqwest::{header, StatusCode};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::catalog::{Catalog, DownloadResult, SettleRefusal, Settled};
+use crate::catalog::{Catalog, DownloadStage};
 use crate::metrics::DownloadMetrics;
 
-/// How long one `POST /downloads` may take.
+/// How long one call to download-service may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The pauses between attempts: from a quarter second, doubling up to 5 s.
+/// The pauses between requests for a download: from a quarter second, doubling up to 5 s.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+/// The pauses between attempts to delete a task: from a quarter second, doubling up
+/// to a minute, with no end while download-service stays unavailable.
+const DELETE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
 
-/// Why one request for a download did not get through.
+/// Why one call to download-service did not get through.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// Worth asking again later: no connection, a timeout, or a transient status
-    /// (`pixpress_kit::client::is_transient`: a 5xx, 408 or 429).
+    /// Worth asking again later: no connection, a timeout, an unreadable answer or
+    /// a transient status (`pixpress_kit::client::is_transient`: a 5xx, 408 or 429).
     #[error("download service unavailable: {0}")]
     Unavailable(String),
-    /// download-service refused the request; the same request would be refused again.
+    /// download-service refused the request; the same request would be refused
+    /// again (a 401/403 means `DOWNLOAD_TOKEN` is missing or wrong).
     #[error("download service refused the request with {0}")]
     Refused(StatusCode),
 }
@@ -65,10 +79,14 @@ impl RequestOutcome {
     }
 }
 
+/// Cheap to clone: the background deletions each hold a copy.
+#[derive(Clone)]
 pub struct DownloadService {
     http: reqwest::Client,
     base_url: String,
     callback_base_url: String,
+    /// `Bearer <DOWNLOAD_TOKEN>`, when configured.
+    authorization: Option<String>,
     retry_window: Duration,
     stop: CancellationToken,
     pub metrics: DownloadMetrics,
@@ -76,10 +94,12 @@ pub struct DownloadService {
 
 impl DownloadService {
     /// `base_url` is download-service's; `callback_base_url` is management-api's own
-    /// public base URL, which download-service calls back on.
+    /// public base URL, which download-service calls back on; `token` is sent as the
+    /// bearer token of every call.
     pub fn new(
         base_url: &str,
         callback_base_url: &str,
+        token: Option<&str>,
         retry_window: Duration,
         stop: CancellationToken,
         metrics: DownloadMetrics,
@@ -88,6 +108,7 @@ impl DownloadService {
             http: http_client("management", REQUEST_TIMEOUT),
             base_url: base_url.trim_end_matches('/').to_owned(),
             callback_base_url: callback_base_url.trim_end_matches('/').to_owned(),
+            authorization: token.map(|t| format!("Bearer {t}")),
             retry_window,
             stop,
             metrics,
@@ -111,6 +132,18 @@ impl DownloadService {
         )
     }
 
+    /// A call to `path` of download-service, with the token and the request id.
+    fn call(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .forward_request_id();
+        match &self.authorization {
+            Some(authorization) => request.header(header::AUTHORIZATION, authorization),
+            None => request,
+        }
+    }
+
     /// Asks for image `image_id`'s download until download-service takes or refuses
     /// it, or the retry window passes; a failure to ask is recorded on the image.
     pub async fn request(&self, catalog: &Catalog, image_id: i64, url: &str) -> RequestOutcome {
@@ -131,7 +164,7 @@ impl DownloadService {
         let deadline = Instant::now() + self.retry_window;
         let mut failures = 0;
         loop {
-            if !catalog.is_pending(image_id) {
+            if !catalog.awaits_request(image_id) {
                 return RequestOutcome::Abandoned;
             }
             let attempt = tokio::select! {
@@ -139,7 +172,16 @@ impl DownloadService {
                 () = self.stop.cancelled() => return RequestOutcome::Abandoned,
             };
             let cause = match attempt {
-                Ok(()) => return RequestOutcome::Accepted,
+                Ok(task) => {
+                    if catalog.task_taken(image_id, task) {
+                        return RequestOutcome::Accepted;
+                    }
+                    // The image was deleted while download-service took it.
+                    if let Some(task) = task {
+                        self.forget(task);
+                    }
+                    return RequestOutcome::Abandoned;
+                }
                 Err(RequestError::Refused(_)) => {
                     return fail(
                         catalog,
@@ -172,59 +214,157 @@ impl DownloadService {
         }
     }
 
-    /// One `POST /downloads` for image `image_id`.
-    async fn try_request(&self, image_id: i64, url: &str) -> Result<(), RequestError> {
+    /// One `POST /downloads` for image `image_id`; the task it became, when the
+    /// answer says.
+    async fn try_request(&self, image_id: i64, url: &str) -> Result<Option<Uuid>, RequestError> {
         let body = CreateDownload {
             url: url.to_owned(),
             callback_url: Some(self.callback_url(image_id)),
         };
         let response = self
-            .http
-            .post(format!("{}/downloads", self.base_url))
+            .call(reqwest::Method::POST, "/downloads")
             .json(&body)
-            .forward_request_id()
             .send()
             .await
             .map_err(|e| RequestError::Unavailable(e.to_string()))?;
         let status = response.status();
         if status.is_success() {
             // The task is taken whatever its body says; asking again would duplicate it.
-            match response.json::<DownloadTask>().await {
-                Ok(task) => log::info!("image {image_id} is download task {}", task.id),
-                Err(e) => log::warn!(
-                    "download-service took image {image_id}'s download with an unreadable body: {e}"
-                ),
+            let location = task_in_location(&response);
+            let task = match response.json::<DownloadTask>().await {
+                Ok(task) => Some(task.id),
+                Err(e) => {
+                    log::warn!(
+                        "download-service took image {image_id}'s download with an unreadable body: {e}"
+                    );
+                    location
+                }
+            };
+            match task {
+                Some(task) => log::info!("image {image_id} is download task {task}"),
+                None => log::warn!("download-service did not say which task image {image_id} is"),
             }
+            return Ok(task);
+        }
+        Err(refusal(response, &format!("image {image_id}'s download")).await)
+    }
+
+    /// `GET /downloads/{task}`: the task, or `None` when download-service has no such
+    /// task (lost, or deleted).
+    pub async fn task(&self, task: Uuid) -> Result<Option<DownloadTask>, RequestError> {
+        let response = self
+            .call(reqwest::Method::GET, &format!("/downloads/{task}"))
+            .send()
+            .await
+            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => response
+                .json::<DownloadTask>()
+                .await
+                .map(Some)
+                .map_err(|e| RequestError::Unavailable(format!("an unreadable task: {e}"))),
+            _ => Err(refusal(response, &format!("task {task}")).await),
+        }
+    }
+
+    /// Deletes task `task` at download-service in the background (its objects go
+    /// once no other task refers to them, and its links stop working), asking again
+    /// with backoff while download-service is unavailable.
+    pub fn forget(&self, task: Uuid) {
+        let this = self.clone();
+        let id = request_id::current().unwrap_or_else(request_id::generate);
+        tokio::spawn(request_id::scope(id, async move {
+            this.metrics.deletions_pending.inc();
+            this.delete_until_done(task).await;
+            this.metrics.deletions_pending.dec();
+        }));
+    }
+
+    async fn delete_until_done(&self, task: Uuid) {
+        let count = |outcome: &str| self.metrics.deletions.with_label_values(&[outcome]).inc();
+        let mut failures = 0;
+        loop {
+            let attempt = tokio::select! {
+                result = self.try_delete(task) => result,
+                () = self.stop.cancelled() => Err(RequestError::Unavailable("stopping".into())),
+            };
+            let cause = match attempt {
+                Ok(()) => {
+                    log::info!("deleted download task {task}");
+                    return count("deleted");
+                }
+                Err(RequestError::Refused(status)) => {
+                    log::error!(
+                        "download-service refused to delete task {task} with {status}; \
+                         its objects stay (check DOWNLOAD_TOKEN)"
+                    );
+                    return count("refused");
+                }
+                Err(RequestError::Unavailable(cause)) => cause,
+            };
+            if self.stop.is_cancelled() {
+                log::warn!("stopping with download task {task} not deleted: its objects stay");
+                return count("abandoned");
+            }
+            count("retried");
+            failures += 1;
+            let delay = DELETE_BACKOFF.jittered(failures);
+            log::warn!("deleting download task {task} again in {delay:?}: {cause}");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// One `DELETE /downloads/{task}`; a task download-service does not know is
+    /// deleted already.
+    async fn try_delete(&self, task: Uuid) -> Result<(), RequestError> {
+        let response = self
+            .call(reqwest::Method::DELETE, &format!("/downloads/{task}"))
+            .send()
+            .await
+            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok(());
         }
-        if is_transient(status) {
-            return Err(RequestError::Unavailable(format!("it answered {status}")));
-        }
-        let detail = response.text().await.unwrap_or_default();
-        log::warn!(
-            "download-service refused image {image_id}'s download with {status}: {}",
-            detail.chars().take(500).collect::<String>()
-        );
-        Err(RequestError::Refused(status))
+        Err(refusal(response, &format!("deleting task {task}")).await)
     }
 }
 
-/// Fails the still-pending image with `reason` and answers `outcome`; `Abandoned`
-/// when a callback settled the image, or it was deleted, first.
+/// What an unsuccessful answer about `what` means: try again later, or never.
+async fn refusal(response: reqwest::Response, what: &str) -> RequestError {
+    let status = response.status();
+    if is_transient(status) {
+        return RequestError::Unavailable(format!("it answered {status}"));
+    }
+    let detail = response.text().await.unwrap_or_default();
+    log::warn!(
+        "download-service refused {what} with {status}: {}",
+        detail.chars().take(500).collect::<String>()
+    );
+    RequestError::Refused(status)
+}
+
+/// The task id in an accepted download's `Location: /downloads/{id}`.
+fn task_in_location(response: &reqwest::Response) -> Option<Uuid> {
+    let location = response.headers().get(header::LOCATION)?.to_str().ok()?;
+    location.rsplit('/').next()?.parse().ok()
+}
+
+/// Fails the image still waiting to be taken with `reason` and answers `outcome`;
+/// `Abandoned` when a report settled the image, or it was deleted, first.
 fn fail(
     catalog: &Catalog,
     image_id: i64,
     reason: FailureReason,
     outcome: RequestOutcome,
 ) -> RequestOutcome {
-    let failed = DownloadResult::Failed {
-        error: reason.as_str().to_owned(),
-    };
-    match catalog.settle(image_id, failed) {
-        Ok(Settled::Applied) => outcome,
-        Ok(Settled::Unchanged)
-        | Err(SettleRefusal::NoSuchImage(_) | SettleRefusal::AlreadySettled(..)) => {
-            RequestOutcome::Abandoned
-        }
+    if catalog.fail_without_task(image_id, DownloadStage::Asking, reason.as_str()) {
+        outcome
+    } else {
+        RequestOutcome::Abandoned
     }
 }

@@ -32,12 +32,18 @@ pub enum ManagementError {
     /// 403 `not-yourself`: adding to another user's collection (and not an admin).
     #[error("you may only add images to your own collection")]
     NotYourself,
-    /// 403 `service-role-required`: `/lookup` asked with an end user's token.
-    #[error("lookup is for services: a token with the `service` role is required")]
-    ServiceRoleRequired,
-    /// 403 `admin-only`: registering a printer without the admin role.
-    #[error("only admins register printers")]
-    AdminOnly,
+    /// 401 `unauthorized` (with `WWW-Authenticate: Bearer`): a route that checks its
+    /// bearer token itself (the download report) got none, or a bad one.
+    #[error("{}", .0.problem().detail)]
+    Unauthenticated(ApiError),
+    /// 403 `service-role-required`: a route for services (`/lookup`, the download
+    /// report) asked with a token that has neither the `service` nor the `admin` role.
+    #[error("{0} is for services: a token with the `service` role is required")]
+    ServiceRoleRequired(&'static str),
+    /// 403 `admin-only`: an operator action (registering a printer, retrying a
+    /// download) without the admin role.
+    #[error("only admins {0}")]
+    AdminOnly(&'static str),
     /// 403 `not-image-owner`: the image to print belongs to another user.
     #[error("image {0} belongs to another user")]
     NotImageOwner(i64),
@@ -63,6 +69,13 @@ pub enum ManagementError {
     /// 409 `report-conflict`: the image already holds a different download result.
     #[error("image {image_id} is already {} with a different result", status_name(*.status))]
     ReportConflict { image_id: i64, status: ImageStatus },
+    /// 409 `report-conflict`: the report is of a download task the image does not
+    /// wait for (one an operator retry replaced, or a stranger).
+    #[error("image {0} waits for another download task")]
+    OtherTask(i64),
+    /// 409 `not-failed`: only a `failed` image's download is retried.
+    #[error("image {id} is {}, not failed: there is nothing to retry", status_name(*.status))]
+    NotFailed { id: i64, status: ImageStatus },
 }
 
 impl ServiceError for ManagementError {
@@ -73,8 +86,9 @@ impl ServiceError for ManagementError {
             UserNotFound(_) => ("user-not-found", StatusCode::NOT_FOUND),
             ImageNotFound { .. } | NoSuchImage(_) => ("image-not-found", StatusCode::NOT_FOUND),
             NotYourself => ("not-yourself", StatusCode::FORBIDDEN),
-            ServiceRoleRequired => ("service-role-required", StatusCode::FORBIDDEN),
-            AdminOnly => ("admin-only", StatusCode::FORBIDDEN),
+            Unauthenticated(api) => return api.clone(),
+            ServiceRoleRequired(_) => ("service-role-required", StatusCode::FORBIDDEN),
+            AdminOnly(_) => ("admin-only", StatusCode::FORBIDDEN),
             NotImageOwner(_) => ("not-image-owner", StatusCode::FORBIDDEN),
             ImageNotReady(_) => ("image-not-ready", StatusCode::CONFLICT),
             NoPrinter => ("no-printer", StatusCode::SERVICE_UNAVAILABLE),
@@ -82,7 +96,8 @@ impl ServiceError for ManagementError {
             FailureWithoutReason | UnfinishedReport(_) => {
                 ("invalid-report", StatusCode::BAD_REQUEST)
             }
-            ReportConflict { .. } => ("report-conflict", StatusCode::CONFLICT),
+            ReportConflict { .. } | OtherTask(_) => ("report-conflict", StatusCode::CONFLICT),
+            NotFailed { .. } => ("not-failed", StatusCode::CONFLICT),
         };
         ApiError::new(code, status, self.to_string())
     }
@@ -112,6 +127,7 @@ impl From<SettleRefusal> for ManagementError {
             SettleRefusal::AlreadySettled(image_id, status) => {
                 ManagementError::ReportConflict { image_id, status }
             }
+            SettleRefusal::OtherTask(image_id) => ManagementError::OtherTask(image_id),
         }
     }
 }

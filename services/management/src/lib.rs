@@ -2,13 +2,17 @@
 //! owns (Spring Boot in real life). It keeps users' image records, has download-service
 //! fetch each new image (and takes its signed report when done), answers print
 //! authorization lookups (`/lookup`) and holds the printer registry. Records live
-//! in memory: this service stands in for one we do not run.
+//! in memory: this service stands in for one we do not run. Downloads whose report
+//! never arrives are reconciled (`reconcile`); a deleted image's download task is
+//! deleted at download-service.
 
 mod catalog;
 mod config;
 mod download_service;
 mod error;
 mod metrics;
+mod reconcile;
+mod reports;
 mod routes;
 
 use std::net::TcpListener;
@@ -27,6 +31,7 @@ use catalog::Catalog;
 pub use config::Config;
 use download_service::DownloadService;
 use metrics::{DownloadMetrics, LookupMetrics};
+pub use reconcile::{Reconciled, Reconciler};
 
 /// What every handler shares.
 pub struct State {
@@ -44,6 +49,7 @@ pub struct State {
         routes::images::list_images,
         routes::images::get_image,
         routes::images::delete_image,
+        routes::images::retry_image,
         routes::internal::download_callback,
         routes::lookup::lookup,
         routes::printers::list_printers,
@@ -52,8 +58,20 @@ pub struct State {
 )]
 struct ManagementApi;
 
+/// management-api built, with a handle on its reconciliation (which tests drive).
+pub struct ManagementApp {
+    pub service: Service,
+    /// The step the service's own reconciliation loop runs.
+    pub reconciler: Reconciler,
+}
+
 /// Builds management-api on `listener`; fails naming the setting that is malformed.
 pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
+    Ok(build_app(config, listener)?.service)
+}
+
+/// [`build`], keeping a handle on the reconciliation step.
+pub fn build_app(config: Config, listener: TcpListener) -> anyhow::Result<ManagementApp> {
     let authenticator = web::Data::new(Authenticator::from_args(&config.auth)?);
     for (name, value) in [
         ("DOWNLOAD_URL", &config.download_url),
@@ -66,7 +84,13 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         config.download_callback_secret.as_deref(),
         "every download callback will be refused, so no image will become ready",
     )?;
-    let background = Background::new();
+    if config.download_token.is_none() {
+        log::warn!(
+            "DOWNLOAD_TOKEN is not set: a download-service that checks tokens will refuse \
+             every download, task query and deletion"
+        );
+    }
+    let mut background = Background::new();
     let metrics = http_metrics("management");
     let state = web::Data::new(State {
         catalog: Catalog::new(&config.printer_url),
@@ -75,11 +99,15 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         downloads: DownloadService::new(
             &config.download_url,
             &config.management_public_url,
+            config.download_token.as_deref(),
             config.download_retry_window(),
             background.token(),
             DownloadMetrics::new(&metrics.registry),
         ),
     });
+    let reconciler = Reconciler::new(state.clone(), config.reconcile_deadline());
+    let round = reconciler.clone();
+    background.spawn(move |stop| round.run(stop));
     // `None` when `DOWNLOAD_CALLBACK_SECRET` is unset: every callback is refused.
     let callback_secret = web::Data::new(CallbackSecret(callback_secret));
     let settings = HttpSettings {
@@ -105,5 +133,8 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
                 .configure(routes::printers::configure);
         },
     )?;
-    Ok(service)
+    Ok(ManagementApp {
+        service,
+        reconciler,
+    })
 }

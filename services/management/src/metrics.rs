@@ -1,12 +1,13 @@
 //! management-api's own metrics: how many lookups are being served, and the most
 //! ever served at once (what backpressure tests and operators look at); how
-//! download requests and the download service's callbacks turned out.
+//! download requests, the download service's callbacks, reconciliation rounds and
+//! task deletions turned out.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use pixpress_kit::metrics::MetricsRegistrar;
-use prometheus::{IntCounterVec, Registry};
+use prometheus::{IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone, Default)]
 pub struct LookupMetrics {
@@ -54,8 +55,21 @@ pub struct DownloadMetrics {
     /// was deleted or settled meanwhile, or the service is stopping).
     pub requested: IntCounterVec,
     /// `pixpress_management_download_callbacks_total{outcome}`: completed, failed,
-    /// unchanged, conflict, unknown, invalid, unauthorized.
+    /// unchanged, conflict, unknown, invalid, unauthorized (bad signature),
+    /// unauthenticated (no valid bearer token), forbidden (a token without the
+    /// `service` role).
     pub callbacks: IntCounterVec,
+    /// `pixpress_management_download_reconciliations_total{outcome}`, once per overdue
+    /// image per round (`reconcile::Reconciled`): completed, failed, running, lost,
+    /// untracked, unanswered, refused, superseded.
+    pub reconciled: IntCounterVec,
+    /// `pixpress_management_task_deletions_total{outcome}`, per attempt: deleted,
+    /// retried (download-service unavailable; asked again later), refused (a 4xx other
+    /// than 404: given up), abandoned (the service stopped first).
+    pub deletions: IntCounterVec,
+    /// `pixpress_management_task_deletions_pending`: tasks waiting to be deleted at
+    /// download-service (the in-memory retry list).
+    pub deletions_pending: IntGauge,
 }
 
 impl DownloadMetrics {
@@ -71,6 +85,20 @@ impl DownloadMetrics {
                 "download_callbacks_total",
                 "Download callbacks received, by outcome",
                 &["outcome"],
+            ),
+            reconciled: metrics.int_counter_vec(
+                "download_reconciliations_total",
+                "Overdue pending images checked at the download service, by outcome",
+                &["outcome"],
+            ),
+            deletions: metrics.int_counter_vec(
+                "task_deletions_total",
+                "Attempts to delete a download task at the download service, by outcome",
+                &["outcome"],
+            ),
+            deletions_pending: metrics.int_gauge(
+                "task_deletions_pending",
+                "Download tasks waiting to be deleted at the download service",
             ),
         }
     }

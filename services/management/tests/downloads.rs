@@ -1,6 +1,6 @@
 //! management-api and download-service: a pending image is sent to download-service
-//! (a scripted fixture here), and download-service's signed report makes it `ready`
-//! or `failed`.
+//! (a scripted stand-in here), and download-service's signed report makes it `ready`
+//! or `failed`. Who may report is in `report_auth.rs`.
 
 mod helpers;
 
@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helpers::{
-    assert_problem, callback_with, client, closed_port_url, create, create_pending, image, lookup,
-    metrics, outcome_count, signed_callback, spawn, task, SECRET,
+    assert_problem, callback_with, client, closed_port_url, create, create_pending, download_token,
+    image, lookup, metrics, outcome_count, signed_callback, spawn, taken_task, task,
+    FakeDownloadService, SECRET,
 };
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::fixture::{Fixture, Recorded, Reply};
@@ -20,16 +21,7 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A download-service that takes every download (202 with a queued task).
-fn accepting_download_service() -> Fixture {
-    Fixture::start(|req: &Recorded| {
-        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        let url = body["url"].as_str().unwrap_or_default();
-        Reply::json(202, task(Uuid::new_v4(), url, "queued", None))
-    })
-}
-
-/// The `POST /downloads` requests download-service has received so far.
+/// The `POST /downloads` requests `fixture` has received so far.
 fn download_requests(fixture: &Fixture) -> Vec<Recorded> {
     fixture
         .requests()
@@ -45,14 +37,14 @@ async fn first_download_request(fixture: &Fixture) -> Recorded {
     .await
 }
 
-/// A management-api asking `fixture`, with one pending image of user 1 it has
-/// already asked a download for.
-async fn app_with_a_requested_image(fixture: &Fixture) -> (String, Value) {
-    let download_url = fixture.url.clone();
+/// A management-api asking `downloads`, with one pending image of user 1 that
+/// download-service has taken; the image and its task.
+async fn app_with_a_requested_image(downloads: &FakeDownloadService) -> (String, Value, Uuid) {
+    let download_url = downloads.url();
     let url = spawn(|c| c.download_url = download_url);
     let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
-    first_download_request(fixture).await;
-    (url, created)
+    let task = taken_task(&url, downloads).await;
+    (url, created, task)
 }
 
 #[tokio::test]
@@ -90,35 +82,36 @@ async fn a_pending_image_is_answered_at_once_then_sent_to_download_service() {
         })
     );
     assert_eq!(request.header("x-request-id"), Some("create-cat-7"));
+    let bearer = format!("Bearer {}", download_token());
+    assert_eq!(request.header("authorization"), Some(bearer.as_str()));
     assert_eq!(image(&url, 7, &created["id"]).await["status"], "pending");
 }
 
 #[tokio::test]
 async fn a_test_only_ready_image_is_not_downloaded() {
-    let fixture = accepting_download_service();
-    let download_url = fixture.url.clone();
+    let downloads = FakeDownloadService::start();
+    let download_url = downloads.url();
     let url = spawn(|c| c.download_url = download_url);
     let res = create(&url, 1, json!({"url": "http://x/ready.jpg", "ready": true})).await;
     assert_eq!(res.status(), 201);
     // A pending image created afterwards is asked for; the ready one never was.
     create_pending(&url, 1, "http://x/pending.jpg").await;
-    let request = first_download_request(&fixture).await;
+    let request = first_download_request(&downloads.fixture).await;
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(body["url"], "http://x/pending.jpg");
-    assert_eq!(download_requests(&fixture).len(), 1);
+    assert_eq!(download_requests(&downloads.fixture).len(), 1);
 }
 
 #[tokio::test]
 async fn a_completed_download_makes_the_image_ready_and_printable() {
-    let fixture = accepting_download_service();
-    let (url, created) = app_with_a_requested_image(&fixture).await;
+    let downloads = FakeDownloadService::start();
+    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
     let id = &created["id"];
-    let task_id = Uuid::new_v4();
     let report = task(task_id, "https://images.test/cat.jpg", "completed", None);
 
     assert_eq!(signed_callback(&url, id, &report).await.status(), 204);
     let ready = image(&url, 1, id).await;
-    let original = format!("{}/images/{task_id}/original", fixture.url);
+    let original = format!("{}/images/{task_id}/original", downloads.url());
     assert_eq!(
         ready,
         json!({
@@ -127,7 +120,7 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
             "url": "https://images.test/cat.jpg",
             "status": "ready",
             "original_url": original,
-            "thumbnail_url": format!("{}/images/{task_id}/thumbnail", fixture.url),
+            "thumbnail_url": format!("{}/images/{task_id}/thumbnail", downloads.url()),
             "error": null,
         })
     );
@@ -139,7 +132,8 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
     assert_eq!(signed_callback(&url, id, &report).await.status(), 204);
     assert_eq!(image(&url, 1, id).await, ready);
 
-    // A different outcome for an image already settled is refused.
+    // A different outcome for an image already settled is refused, and so is the
+    // report of a task the image never waited for.
     let failed = task(
         task_id,
         "https://images.test/cat.jpg",
@@ -172,11 +166,11 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
 
 #[tokio::test]
 async fn a_failed_download_fails_the_image_with_its_code() {
-    let fixture = accepting_download_service();
-    let (url, created) = app_with_a_requested_image(&fixture).await;
+    let downloads = FakeDownloadService::start();
+    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
     let id = &created["id"];
     let report = task(
-        Uuid::new_v4(),
+        task_id,
         "https://images.test/cat.jpg",
         "failed",
         Some("not_an_image"),
@@ -196,16 +190,10 @@ async fn a_failed_download_fails_the_image_with_its_code() {
 
 #[tokio::test]
 async fn reports_without_a_valid_signature_are_refused_and_change_nothing() {
-    let fixture = accepting_download_service();
-    let (url, created) = app_with_a_requested_image(&fixture).await;
+    let downloads = FakeDownloadService::start();
+    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
     let id = &created["id"];
-    let body = task(
-        Uuid::new_v4(),
-        "https://images.test/cat.jpg",
-        "completed",
-        None,
-    )
-    .to_string();
+    let body = task(task_id, "https://images.test/cat.jpg", "completed", None).to_string();
     let secret = WebhookSecret::parse(SECRET).unwrap();
     let (stranger, _) = WebhookSecret::generate();
     let stale = unix_now() - 600;
@@ -240,34 +228,24 @@ async fn reports_without_a_valid_signature_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn without_a_configured_secret_every_report_is_refused() {
-    let fixture = accepting_download_service();
-    let download_url = fixture.url.clone();
+    let downloads = FakeDownloadService::start();
+    let download_url = downloads.url();
     let url = spawn(|c| {
         c.download_url = download_url;
         c.download_callback_secret = None;
     });
     let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
-    first_download_request(&fixture).await;
-    let report = task(
-        Uuid::new_v4(),
-        "https://images.test/cat.jpg",
-        "completed",
-        None,
-    );
+    let task_id = taken_task(&url, &downloads).await;
+    let report = task(task_id, "https://images.test/cat.jpg", "completed", None);
     assert_problem(signed_callback(&url, &created["id"], &report).await, 401).await;
     assert_eq!(image(&url, 1, &created["id"]).await["status"], "pending");
 }
 
 #[tokio::test]
 async fn reports_for_unknown_or_deleted_images_are_404() {
-    let fixture = accepting_download_service();
-    let (url, created) = app_with_a_requested_image(&fixture).await;
-    let report = task(
-        Uuid::new_v4(),
-        "https://images.test/cat.jpg",
-        "completed",
-        None,
-    );
+    let downloads = FakeDownloadService::start();
+    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
+    let report = task(task_id, "https://images.test/cat.jpg", "completed", None);
     assert_problem(signed_callback(&url, &json!(9999), &report).await, 404).await;
 
     let deleted = client()
@@ -281,14 +259,14 @@ async fn reports_for_unknown_or_deleted_images_are_404() {
 
 #[tokio::test]
 async fn reports_that_are_not_a_finished_task_are_400() {
-    let fixture = accepting_download_service();
-    let (url, created) = app_with_a_requested_image(&fixture).await;
+    let downloads = FakeDownloadService::start();
+    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
     let id = &created["id"];
     let cat = "https://images.test/cat.jpg";
     for report in [
         json!({"state": "completed"}),
-        task(Uuid::new_v4(), cat, "running", None),
-        task(Uuid::new_v4(), cat, "failed", None),
+        task(task_id, cat, "running", None),
+        task(task_id, cat, "failed", None),
     ] {
         assert_problem(signed_callback(&url, id, &report).await, 400).await;
     }
@@ -365,12 +343,13 @@ async fn the_download_callback_is_documented() {
         .await
         .unwrap();
     let route = &doc["paths"]["/internal/images/{image_id}/download"]["post"];
-    for status in ["204", "400", "401", "404", "409"] {
+    for status in ["204", "400", "401", "403", "404", "409"] {
         assert!(
             route["responses"][status].is_object(),
             "{status} in {route}"
         );
     }
+    assert_eq!(route["security"], json!([{"bearer": []}]));
 }
 
 #[tokio::test]

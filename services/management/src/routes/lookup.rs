@@ -30,7 +30,7 @@ pub async fn lookup(
 ) -> Result<HttpResponse, ManagementError> {
     // Services (print-service) and admins ask; end users do not.
     if !(caller.has_role("service") || caller.is_admin()) {
-        return Err(ManagementError::ServiceRoleRequired);
+        return Err(ManagementError::ServiceRoleRequired("lookup"));
     }
     let _in_flight = state.lookups.enter();
     if !state.lookup_latency.is_zero() {

@@ -45,7 +45,7 @@ pub async fn put_printer(
     body: ValidJson<PutPrinter>,
 ) -> Result<HttpResponse, ManagementError> {
     if !caller.is_admin() {
-        return Err(ManagementError::AdminOnly);
+        return Err(ManagementError::AdminOnly("register printers"));
     }
     let id = positive(id.into_inner(), "printer")?;
     let url = body.into_inner().url;

@@ -5,9 +5,13 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use pixpress_kit::webhook::WebhookSecret;
+use pixpress_management::Reconciler;
 use pixpress_testkit::auth;
+use pixpress_testkit::fixture::{Fixture, Recorded, Reply};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -22,22 +26,135 @@ pub fn closed_port_url() -> String {
     url
 }
 
+/// management-api's token for download-service (`DOWNLOAD_TOKEN`).
+pub fn download_token() -> String {
+    auth::token("management-api", &["service"])
+}
+
+/// download-service's token for management-api's report route (its `MANAGEMENT_TOKEN`).
+pub fn report_token() -> String {
+    auth::token("download-service", &["service"])
+}
+
 /// Starts a real management-api and returns its base URL. Unless `configure` says
-/// otherwise it shares [`SECRET`], calls back on its own address, and asks a
-/// download-service that is down (so pending images stay pending for a minute).
+/// otherwise it shares [`SECRET`], calls back on its own address, sends
+/// [`download_token`], and asks a download-service that is down (so pending images
+/// stay pending for a minute).
 pub fn spawn(configure: impl FnOnce(&mut pixpress_management::Config)) -> String {
+    spawn_app(configure).0
+}
+
+/// [`spawn`], with a handle on the service's reconciliation step.
+pub fn spawn_app(configure: impl FnOnce(&mut pixpress_management::Config)) -> (String, Reconciler) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mut config = pixpress_management::Config::local();
     config.management_public_url = url.clone();
     config.download_url = closed_port_url();
     config.download_callback_secret = Some(SECRET.into());
+    config.download_token = Some(download_token());
     config.auth = auth::args();
     configure(&mut config);
-    pixpress_management::build(config, listener)
-        .unwrap()
-        .spawn()
-        .0
+    let app = pixpress_management::build_app(config, listener).unwrap();
+    (app.service.spawn().0, app.reconciler)
+}
+
+/// A download-service stand-in that keeps its tasks like the real one:
+/// `POST /downloads` queues a task (202), `GET /downloads/{id}` answers it (or 404),
+/// `DELETE /downloads/{id}` removes it (204, or 404). It never reports: tests send
+/// the reports themselves, or let them be lost.
+pub struct FakeDownloadService {
+    pub fixture: Fixture,
+    tasks: Arc<Mutex<Vec<(Uuid, Value)>>>,
+    /// Answer 503 to this many requests first.
+    outage: Arc<AtomicUsize>,
+}
+
+impl FakeDownloadService {
+    pub fn start() -> Self {
+        let tasks: Arc<Mutex<Vec<(Uuid, Value)>>> = Arc::default();
+        let outage = Arc::new(AtomicUsize::new(0));
+        let (known, down) = (Arc::clone(&tasks), Arc::clone(&outage));
+        let fixture = Fixture::start(move |req: &Recorded| {
+            let busy = down.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if busy.is_ok() {
+                return Reply::json(503, json!({"title": "busy"}));
+            }
+            let mut tasks = known.lock().unwrap();
+            let id = req
+                .path
+                .strip_prefix("/downloads/")
+                .and_then(|id| id.parse::<Uuid>().ok());
+            let position = |id: Uuid| tasks.iter().position(|(t, _)| *t == id);
+            match (req.method.as_str(), id) {
+                ("POST", None) if req.path == "/downloads" => {
+                    let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+                    let id = Uuid::new_v4();
+                    let queued = task(id, body["url"].as_str().unwrap_or_default(), "queued", None);
+                    tasks.push((id, queued.clone()));
+                    Reply::json(202, queued).header("Location", &format!("/downloads/{id}"))
+                }
+                ("GET", Some(id)) => match position(id) {
+                    Some(i) => Reply::json(200, tasks[i].1.clone()),
+                    None => Reply::json(404, json!({"title": "no such task"})),
+                },
+                ("DELETE", Some(id)) => match position(id) {
+                    Some(i) => {
+                        tasks.remove(i);
+                        Reply::bytes(204, "text/plain", Vec::new())
+                    }
+                    None => Reply::json(404, json!({"title": "no such task"})),
+                },
+                _ => Reply::json(405, json!({"title": "not here"})),
+            }
+        });
+        Self {
+            fixture,
+            tasks,
+            outage,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.fixture.url.clone()
+    }
+
+    /// The tasks it holds, oldest first.
+    pub fn tasks(&self) -> Vec<Uuid> {
+        self.tasks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Ends task `id` in `state` (`completed`, `failed` with `error`, or `running`).
+    pub fn finish(&self, id: Uuid, state: &str, error: Option<&str>) {
+        let mut tasks = self.tasks.lock().unwrap();
+        let (_, task_json) = tasks.iter_mut().find(|(t, _)| *t == id).expect("a task");
+        let url = task_json["url"].as_str().unwrap_or_default().to_owned();
+        *task_json = task(id, &url, state, error);
+    }
+
+    /// Forgets task `id`, as a download-service that lost it.
+    pub fn lose(&self, id: Uuid) {
+        self.tasks.lock().unwrap().retain(|(t, _)| *t != id);
+    }
+
+    /// Answers 503 to the next `requests` requests.
+    pub fn go_down_for(&self, requests: usize) {
+        self.outage.store(requests, Ordering::SeqCst);
+    }
+
+    /// The requests received with `method` on a path starting with `path`.
+    pub fn requests(&self, method: &str, path: &str) -> Vec<Recorded> {
+        self.fixture
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(path))
+            .collect()
+    }
 }
 
 pub async fn create(url: &str, user: i64, body: Value) -> reqwest::Response {
@@ -93,14 +210,32 @@ pub fn task(id: Uuid, url: &str, state: &str, error: Option<&str>) -> Value {
     })
 }
 
-/// POSTs `body` to image `image_id`'s download callback with `headers`.
+/// Waits until management-api at `url` knows that `downloads` took its download
+/// (`downloads_requested_total{outcome="accepted"}` counts it after recording the
+/// task): the first task `downloads` holds.
+pub async fn taken_task(url: &str, downloads: &FakeDownloadService) -> Uuid {
+    let name = "pixpress_management_downloads_requested_total";
+    pixpress_testkit::http::eventually(
+        "management-api to know its download task",
+        std::time::Duration::from_secs(10),
+        || async {
+            let accepted = outcome_count(url, name, "accepted").await;
+            accepted.filter(|n| *n >= 1.0)?;
+            downloads.tasks().first().copied()
+        },
+    )
+    .await
+}
+
+/// POSTs `body` to image `image_id`'s download callback with `headers` (and no
+/// other credentials).
 pub async fn callback_with(
     url: &str,
     image_id: &Value,
     body: &[u8],
     headers: &[(&str, String)],
 ) -> reqwest::Response {
-    let mut req = client()
+    let mut req = pixpress_testkit::http::client()
         .post(format!("{url}/internal/images/{image_id}/download"))
         .header("content-type", "application/json")
         .body(body.to_vec());
@@ -110,12 +245,13 @@ pub async fn callback_with(
     req.send().await.unwrap()
 }
 
-/// POSTs `body` to image `image_id`'s download callback, signed with [`SECRET`].
+/// POSTs `body` to image `image_id`'s download callback, signed with [`SECRET`],
+/// with download-service's token ([`report_token`]).
 pub async fn signed_callback(url: &str, image_id: &Value, body: &Value) -> reqwest::Response {
     let body = body.to_string();
-    let headers = WebhookSecret::parse(SECRET)
-        .unwrap()
-        .headers(body.as_bytes());
+    let secret = WebhookSecret::parse(SECRET).unwrap();
+    let mut headers = secret.headers(body.as_bytes()).to_vec();
+    headers.push(("authorization", format!("Bearer {}", report_token())));
     callback_with(url, image_id, body.as_bytes(), &headers).await
 }
 
