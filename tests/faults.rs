@@ -1,5 +1,6 @@
 //! Faults the system survives, each against real processes, with nothing lost:
-//! PostgreSQL stopped under load and started again, management-api killed and
+//! PostgreSQL stopped under load and started again, PostgreSQL frozen (SIGSTOP)
+//! under load and thawed, management-api killed and
 //! started again, printer-sim killed mid-job and started again, and print-service
 //! stopped with SIGTERM under load. (S3 going away is covered where the downloads
 //! are: `while_s3_is_down_downloads_retry_and_complete_when_it_is_back` in
@@ -21,6 +22,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
+use pixpress_testkit::cluster::OwnServer;
 use pixpress_testkit::http::eventually;
 use pixpress_testkit::TestDatabase;
 use serde_json::json;
@@ -61,6 +63,72 @@ fn count(attempts: &[Attempt], status: u16) -> usize {
         .iter()
         .filter(|a| a.status() == Some(status))
         .count()
+}
+
+/// After a database outage under load: print-service was not restarted, every
+/// request got an answer, each 201 or a problem+json 503 within the backend timeout
+/// (plus a margin), and every job answered 201 is stored and printed exactly once.
+async fn assert_outage_lost_nothing(
+    system: &Processes,
+    print_pid: Option<u32>,
+    attempts: &[Attempt],
+    backend_timeout: Duration,
+    what: &str,
+) {
+    assert_eq!(
+        system.print.pid(),
+        print_pid,
+        "print-service was not restarted"
+    );
+    let failures: Vec<_> = attempts.iter().filter(|a| a.outcome.is_err()).collect();
+    assert!(
+        failures.is_empty(),
+        "requests without an answer: {failures:?}"
+    );
+    let unexpected: Vec<_> = attempts
+        .iter()
+        .filter(|a| !matches!(a.status(), Some(201 | 503)))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "answers other than 201/503: {unexpected:?}"
+    );
+    for attempt in attempts.iter().filter(|a| a.status() == Some(503)) {
+        let answer = attempt.outcome.as_ref().unwrap();
+        assert_eq!(
+            answer.content_type, "application/problem+json",
+            "{attempt:?}"
+        );
+        assert_eq!(answer.body["status"], 503, "{attempt:?}");
+    }
+    let slowest_answer = attempts.iter().map(|a| a.took).max().unwrap_or_default();
+    assert!(
+        slowest_answer <= backend_timeout + MARGIN,
+        "an answer took {slowest_answer:?} (BACKEND_TIMEOUT_MS {backend_timeout:?})"
+    );
+
+    let created = created_ids(attempts);
+    let db = system.db().await;
+    let stored: HashSet<Uuid> = stored_jobs(&db)
+        .await
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
+    let missing: Vec<_> = created.difference(&stored).collect();
+    assert!(missing.is_empty(), "201 but not stored: {missing:?}");
+    all_jobs_complete(&db, stored.len()).await;
+    assert_each_job_printed_once(system).await;
+    eprintln!(
+        "{what}: {} requests, {} × 201 ({} stored, {} printed once each), {} × 503 \
+         (slowest 503 {:?}, slowest 201 {:?})",
+        attempts.len(),
+        created.len(),
+        stored.len(),
+        system.printed().await.len(),
+        count(attempts, 503),
+        slowest(attempts, 503),
+        slowest(attempts, 201),
+    );
 }
 
 #[tokio::test]
@@ -128,63 +196,71 @@ async fn postgres_stopped_under_load_gives_fast_503s_and_loses_no_accepted_job()
     system.wait_ready(&system.print.url).await;
     load.wait_for(20, 201, restarted).await;
     let attempts = load.stop().await;
-    assert_eq!(
-        system.print.pid(),
+    assert_outage_lost_nothing(
+        &system,
         print_pid,
-        "print-service was not restarted"
-    );
-
-    let failures: Vec<_> = attempts.iter().filter(|a| a.outcome.is_err()).collect();
-    assert!(
-        failures.is_empty(),
-        "requests without an answer: {failures:?}"
-    );
-    let unexpected: Vec<_> = attempts
-        .iter()
-        .filter(|a| !matches!(a.status(), Some(201 | 503)))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "answers other than 201/503: {unexpected:?}"
-    );
-    for attempt in attempts.iter().filter(|a| a.status() == Some(503)) {
-        let answer = attempt.outcome.as_ref().unwrap();
-        assert_eq!(
-            answer.content_type, "application/problem+json",
-            "{attempt:?}"
-        );
-        assert_eq!(answer.body["status"], 503, "{attempt:?}");
-    }
-    let slowest_answer = attempts.iter().map(|a| a.took).max().unwrap_or_default();
-    assert!(
-        slowest_answer <= backend_timeout + MARGIN,
-        "an answer took {slowest_answer:?} (BACKEND_TIMEOUT_MS {backend_timeout:?})"
-    );
-
-    let created = created_ids(&attempts);
-    let db = system.db().await;
-    let stored: HashSet<Uuid> = stored_jobs(&db)
-        .await
-        .into_iter()
-        .map(|(id, ..)| id)
-        .collect();
-    let missing: Vec<_> = created.difference(&stored).collect();
-    assert!(missing.is_empty(), "201 but not stored: {missing:?}");
-    all_jobs_complete(&db, stored.len()).await;
-    assert_each_job_printed_once(&system).await;
-    eprintln!(
-        "postgres outage: {} requests, {} × 201 ({} stored, {} printed once each), {} × 503 \
-         (slowest 503 {:?}, slowest 201 {:?}); outage {:?}",
-        attempts.len(),
-        created.len(),
-        stored.len(),
-        system.printed().await.len(),
-        count(&attempts, 503),
-        slowest(&attempts, 503),
-        slowest(&attempts, 201),
-        restarted - stopped,
-    );
+        &attempts,
+        backend_timeout,
+        "postgres outage",
+    )
+    .await;
+    eprintln!("outage {:?}", restarted - stopped);
     drop(cluster);
+}
+
+// Several threads: the server's drop at the end waits for its backends, which wait on
+// the services' connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_frozen_under_load_gives_503s_within_the_deadline_and_loses_no_accepted_job() {
+    // A server of the test's own, so every one of its processes can be SIGSTOPped.
+    let server = OwnServer::start().await;
+    let (admin, conn) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute("CREATE DATABASE pixpress")
+        .await
+        .unwrap();
+    drop(admin);
+
+    let backend_timeout = Duration::from_millis(1000);
+    let tuning = Tuning {
+        backend_timeout_ms: backend_timeout.as_millis() as u64,
+        ..Tuning::default()
+    };
+    let system = Processes::start(&server.url("pixpress"), &tuning).await;
+    let print_pid = system.print.pid();
+    let file_id = system.ready_image(1).await;
+    let load = Load::start(
+        &system.http,
+        &format!("{}/print/jobs", system.print.url),
+        json!({"user_id": 1, "file_id": file_id}),
+        4,
+        Duration::from_millis(50),
+    );
+    load.wait_for(20, 201, Instant::now()).await;
+
+    // A stalled disk: connections stay open, nothing answers, nothing is refused.
+    let frozen = server.freeze();
+    let froze = Instant::now();
+    system.wait_ready_is(&system.print.url, 503).await;
+    load.wait_for(10, 503, froze).await;
+    drop(frozen);
+
+    let thawed = Instant::now();
+    system.wait_ready(&system.print.url).await;
+    load.wait_for(20, 201, thawed).await;
+    let attempts = load.stop().await;
+    assert_outage_lost_nothing(
+        &system,
+        print_pid,
+        &attempts,
+        backend_timeout,
+        "frozen postgres",
+    )
+    .await;
+    eprintln!("frozen for {:?}", thawed - froze);
 }
 
 #[tokio::test]

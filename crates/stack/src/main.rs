@@ -13,6 +13,11 @@ struct Args {
     /// Where the embedded PostgreSQL and S3 keep their data between runs.
     #[arg(long, env = "PIXPRESS_DATA_DIR", default_value = ".pixpress")]
     data_dir: PathBuf,
+    /// The address the services listen on: loopback by default, so nothing is
+    /// reachable from other machines; `--host 0.0.0.0` exposes them (mind that the
+    /// printed tokens then work from anywhere that reaches this machine).
+    #[arg(long, env = "PIXPRESS_HOST", default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
     /// Keep nothing: data in a temporary folder, removed on exit.
     #[arg(long)]
     throwaway: bool,
@@ -64,7 +69,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let stack = Stack::start(StackOptions {
         ports: Ports::DEFAULT,
-        host: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        host: args.host,
         data_dir: (!args.throwaway).then_some(args.data_dir),
         database_url: args.database_url,
         s3,
