@@ -90,7 +90,8 @@ done
 
 # schemathesis keeps a cache of failures in its working directory: keep it out of the tree.
 cd "$work"
-# Every check runs everywhere; this only widens what one check accepts on one operation.
+# Every check runs everywhere; these only widen what one check accepts on one operation
+# each.
 cat >print-service.toml <<'TOML'
 [[operations]]
 include-name = "POST /print/jobs"
@@ -100,6 +101,14 @@ include-name = "POST /print/jobs"
 # valid body that reuses one of the few keys the fuzzer draws is rightly refused.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 TOML
+cat >download-service.toml <<'TOML'
+[[operations]]
+include-name = "POST /downloads"
+# 400 is the documented answer to a `callback_url` that is not under download-service's
+# MANAGEMENT_URL (results go only to the configured management-api): a deployment
+# setting, not something the schema can express, so a generated URL is rightly refused.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+TOML
 failed=()
 for name in print-service management-api download-service printer-sim; do
     url=$(url_of "$name")
@@ -107,7 +116,7 @@ for name in print-service management-api download-service printer-sim; do
     # One worker: hypothesis' regex generation is not thread-safe on this Python
     # (it has crashed with "AST constructor recursion depth mismatch").
     config=()
-    [[ "$name" == print-service ]] && config=(--config-file print-service.toml)
+    [[ -f "$name.toml" ]] && config=(--config-file "$name.toml")
     status=0
     schemathesis "${config[@]}" run "$url/openapi.json" \
         --checks all \

@@ -52,7 +52,9 @@ async fn management_api_produces_every_documented_status_and_no_other() {
     deleting_an_image(&system).await;
     looking_images_up(&system, &images).await;
     placing_printers(&system).await;
+    placing_a_new_printer(&system, &slow_management.url).await;
     reporting_downloads(&system, &slow_management.url, &download_secret).await;
+    retrying_a_failed_download(&system, &slow_management.url, &download_secret).await;
 
     let instances = [system.stack.management_url.as_str(), &slow_management.url];
     assert_documented_statuses_produced(&system.http, "management-api", &instances).await;
@@ -108,6 +110,7 @@ async fn print_service_produces_every_documented_status_and_no_other() {
     };
     canceling_a_queued_job(&system, &queued, &images).await;
     reporting_prints(&system, &queued, &images).await;
+    retrying_a_failed_job(&system, &queued, &images).await;
     answering_without_database_or_management(&system, &outage.url, &printer_secret, &images).await;
     answering_with_a_saturated_backend(&system, &slow.url, &images).await;
 
@@ -137,8 +140,10 @@ async fn download_service_produces_every_documented_status_and_no_other() {
         .await;
 
     let (done, slow) = posting_downloads(&system, &image_host, &slow_host).await;
+    refusing_callers_without_the_service_role(&system).await;
     reading_downloads(&system, &done).await;
     reading_stored_images(&system, &done, &slow).await;
+    deleting_a_download(&system, &image_host).await;
     answering_downloads_without_database(&system, &outage.url).await;
 
     let instances = [system.stack.download_url.as_str(), &outage.url];
@@ -166,6 +171,7 @@ async fn printer_sim_produces_every_documented_status_and_no_other() {
         .await;
 
     let print = printing(&system, &image_host).await;
+    answering_status_queries(&system, &print).await;
     printing_on_a_broken_spool(&system, &broken.url, &print).await;
 
     let instances = [system.stack.printer_url.as_str(), &broken.url];
@@ -184,7 +190,8 @@ struct System {
     http: Client,
     admin: String,
     user1: String,
-    /// print-service's token for the management API.
+    /// A service's token (role `service`), as print-service sends the management API
+    /// and management-api sends download-service.
     service: String,
 }
 
@@ -680,27 +687,42 @@ fn download_report(state: &str, error: Option<&str>) -> String {
     .to_string()
 }
 
-/// On the second management-api: a new printer (not to move the stack's jobs), and
-/// the download callbacks, signed with a secret the test knows.
-async fn reporting_downloads(system: &System, sm: &str, secret: &WebhookSecret) {
-    let (http, admin) = (&system.http, &system.admin);
+/// On the second management-api, not to move the stack's jobs.
+async fn placing_a_new_printer(system: &System, sm: &str) {
     expect(
-        bearer(http.put(format!("{sm}/printers/9")), admin).json(&json!({"url": nowhere()})),
+        bearer(system.http.put(format!("{sm}/printers/9")), &system.admin)
+            .json(&json!({"url": nowhere()})),
         201,
         "PUT a new printer",
     )
     .await;
+}
+
+/// User 1's image on the second management-api whose download nobody takes (it
+/// stays pending until a report comes); its id and download-callback URL.
+async fn waiting_image(system: &System, sm: &str) -> (i64, String) {
     let waiting = expect(
-        bearer(http.post(format!("{sm}/users/1/images")), admin)
-            .json(&json!({"url": "http://example.com/waiting.jpg"})),
+        bearer(
+            system.http.post(format!("{sm}/users/1/images")),
+            &system.admin,
+        )
+        .json(&json!({"url": "http://example.com/waiting.jpg"})),
         201,
         "POST an image whose download nobody takes",
     )
     .await;
-    let callback = format!("{sm}/internal/images/{}/download", waiting["id"]);
+    let id = waiting["id"].as_i64().expect("an image id");
+    (id, format!("{sm}/internal/images/{id}/download"))
+}
+
+/// On the second management-api: the download callbacks, signed with a secret the
+/// test knows and sent with a service token.
+async fn reporting_downloads(system: &System, sm: &str, secret: &WebhookSecret) {
+    let http = &system.http;
+    let (_, callback) = waiting_image(system, sm).await;
     let completed = download_report("completed", None);
     let failed = download_report("failed", Some("timeout"));
-    let report = |body: &str| signed(http, &callback, secret, body);
+    let report = |body: &str| bearer(signed(http, &callback, secret, body), &system.service);
     expect(report(&completed), 204, "report a completed download").await;
     expect(report(&completed), 204, "report it again").await;
     expect(report(&failed), 409, "report a different result").await;
@@ -710,21 +732,29 @@ async fn reporting_downloads(system: &System, sm: &str, secret: &WebhookSecret) 
         "report an unfinished download",
     )
     .await;
+    let missing = format!("{sm}/internal/images/999999/download");
     expect(
-        signed(
-            http,
-            &format!("{sm}/internal/images/999999/download"),
-            secret,
-            &completed,
-        ),
+        bearer(signed(http, &missing, secret, &completed), &system.service),
         404,
         "report the download of a missing image",
     )
     .await;
     expect(
-        unsigned(http, &callback, completed),
+        unsigned(http, &callback, completed.clone()),
         401,
         "report without a signature",
+    )
+    .await;
+    expect(
+        signed(http, &callback, secret, &completed),
+        401,
+        "report signed but without a bearer token",
+    )
+    .await;
+    expect(
+        bearer(signed(http, &callback, secret, &completed), &system.user1),
+        403,
+        "report signed with an end user's token",
     )
     .await;
     expect(
@@ -733,6 +763,36 @@ async fn reporting_downloads(system: &System, sm: &str, secret: &WebhookSecret) 
         "report an oversized body",
     )
     .await;
+}
+
+/// On the second management-api: an operator asks again for a download reported
+/// failed; only a failed image can be retried, only by an admin.
+async fn retrying_a_failed_download(system: &System, sm: &str, secret: &WebhookSecret) {
+    let (http, admin) = (&system.http, &system.admin);
+    let (id, callback) = waiting_image(system, sm).await;
+    let failed = download_report("failed", Some("timeout"));
+    expect(
+        bearer(signed(http, &callback, secret, &failed), &system.service),
+        204,
+        "report a failed download",
+    )
+    .await;
+    let retry = |id: i64| http.post(format!("{sm}/users/1/images/{id}/retry"));
+    expect(bearer(retry(id), admin), 200, "retry a failed image").await;
+    expect(
+        bearer(retry(id), admin),
+        409,
+        "retry it again (pending now)",
+    )
+    .await;
+    expect(retry(id), 401, "retry without a token").await;
+    expect(
+        bearer(retry(id), &system.user1),
+        403,
+        "retry as the image's user",
+    )
+    .await;
+    expect(bearer(retry(999999), admin), 404, "retry a missing image").await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -973,6 +1033,46 @@ async fn reporting_prints(system: &System, intake: &Intake<'_>, images: &Images)
     .await;
 }
 
+/// An operator sends a job its printer reported failed again; only a failed job can
+/// be retried, only by an admin.
+async fn retrying_a_failed_job(system: &System, intake: &Intake<'_>, images: &Images) {
+    let (http, admin) = (&system.http, &system.admin);
+    let job = expect(
+        intake.post_job(system, images, "third", 1),
+        201,
+        "POST a job to fail",
+    )
+    .await;
+    expect(
+        signed(
+            http,
+            &intake.callback_url(&job).await,
+            intake.printer_secret,
+            r#"{"status": "failed", "detail": "paper jam"}"#,
+        ),
+        204,
+        "report it failed",
+    )
+    .await;
+    let retry = |id: &str| http.post(format!("{}/print/jobs/{id}/retry", intake.url));
+    let id = job["id"].as_str().unwrap_or_default();
+    expect(bearer(retry(id), admin), 200, "retry a failed job").await;
+    expect(bearer(retry(id), admin), 409, "retry it again (queued now)").await;
+    expect(retry(id), 401, "retry without a token").await;
+    expect(
+        bearer(retry(id), &system.user1),
+        403,
+        "retry as the job's user",
+    )
+    .await;
+    expect(
+        bearer(retry(&Uuid::new_v4().to_string()), admin),
+        404,
+        "retry a missing job",
+    )
+    .await;
+}
+
 /// No database, and a management API that answers 500.
 async fn answering_without_database_or_management(
     system: &System,
@@ -1016,6 +1116,11 @@ async fn answering_without_database_or_management(
             "cancel while the database is down",
         ),
         expect(
+            bearer(http.post(format!("{missing}/retry")), &system.admin),
+            503,
+            "retry while the database is down",
+        ),
+        expect(
             signed(http, &callback, printer_secret, failed),
             503,
             "a printer callback while the database is down",
@@ -1052,36 +1157,47 @@ async fn answering_with_a_saturated_backend(system: &System, slow: &str, images:
 // ---------------------------------------------------------------------------------
 // download-service
 
+fn downloads_url(system: &System) -> String {
+    format!("{}/downloads", system.stack.download_url)
+}
+
 /// One download that completes and one that stays running; their tasks.
 async fn posting_downloads(
     system: &System,
     image_host: &Fixture,
     slow_host: &Fixture,
 ) -> (Value, Value) {
-    let (http, d) = (&system.http, &system.stack.download_url);
-    let downloads = format!("{d}/downloads");
+    let downloads = downloads_url(system);
+    let post = || bearer(system.http.post(&downloads), &system.service);
     let done = expect(
-        http.post(&downloads)
-            .json(&json!({"url": format!("{}/cat.png", image_host.url)})),
+        post().json(&json!({"url": format!("{}/cat.png", image_host.url)})),
         202,
         "POST a download",
     )
     .await;
     let slow = expect(
-        http.post(&downloads)
-            .json(&json!({"url": format!("{}/slow.png", slow_host.url)})),
+        post().json(&json!({"url": format!("{}/slow.png", slow_host.url)})),
         202,
         "POST a slow download",
     )
     .await;
     expect(
-        http.post(&downloads).json(&json!({"url": "nowhere"})),
+        post().json(&json!({"url": "nowhere"})),
         400,
         "POST a download of a non-URL",
     )
     .await;
     expect(
-        http.post(&downloads)
+        post().json(&json!({
+            "url": "http://example.com/a.png",
+            "callback_url": "http://example.com/internal/images/1/download",
+        })),
+        400,
+        "POST a download whose callback is not under MANAGEMENT_URL",
+    )
+    .await;
+    expect(
+        post()
             .header("content-type", "application/json")
             .body(oversized()),
         413,
@@ -1089,7 +1205,7 @@ async fn posting_downloads(
     )
     .await;
     expect(
-        http.post(&downloads)
+        post()
             .header("content-type", "text/plain")
             .body("http://example.com/a.png"),
         415,
@@ -1099,18 +1215,46 @@ async fn posting_downloads(
     (done, slow)
 }
 
+/// `/downloads…` is for services: no token, a token the stack never signed and an
+/// end user's are refused on every route.
+async fn refusing_callers_without_the_service_role(system: &System) {
+    let (http, downloads) = (&system.http, downloads_url(system));
+    let task = format!("{downloads}/{}", Uuid::new_v4());
+    let body = json!({"url": "http://example.com/a.png"});
+    let foreign = pixpress_testkit::auth::token("print-service", &["service"]);
+    let callers = [
+        (None, 401, "without a token"),
+        (Some(foreign.as_str()), 401, "with a foreign token"),
+        (Some(system.user1.as_str()), 403, "with an end user's token"),
+    ];
+    for (token, status, how) in callers {
+        let requests = [
+            ("POST a download", http.post(&downloads).json(&body)),
+            ("GET a download", http.get(&task)),
+            ("DELETE a download", http.delete(&task)),
+        ];
+        for (what, request) in requests {
+            let request = match token {
+                Some(token) => bearer(request, token),
+                None => request,
+            };
+            expect(request, status, &format!("{what} {how}")).await;
+        }
+    }
+}
+
 async fn reading_downloads(system: &System, done: &Value) {
-    let http = &system.http;
-    let downloads = format!("{}/downloads", system.stack.download_url);
+    let downloads = downloads_url(system);
+    let get = |url: &str| bearer(system.http.get(url), &system.service);
     let done_url = format!("{downloads}/{}", done["id"].as_str().unwrap_or_default());
     eventually("the download to complete", PATIENCE, || async {
-        let task: Value = http.get(&done_url).send().await.ok()?.json().await.ok()?;
+        let task: Value = get(&done_url).send().await.ok()?.json().await.ok()?;
         (task["state"] == "completed").then_some(())
     })
     .await;
-    expect(http.get(&done_url), 200, "GET a download").await;
+    expect(get(&done_url), 200, "GET a download").await;
     expect(
-        http.get(format!("{downloads}/{}", Uuid::new_v4())),
+        get(&format!("{downloads}/{}", Uuid::new_v4())),
         404,
         "GET a missing download",
     )
@@ -1138,22 +1282,57 @@ async fn reading_stored_images(system: &System, done: &Value, slow: &Value) {
     }
 }
 
+/// A deleted task is gone, and deleting it again still answers 204.
+async fn deleting_a_download(system: &System, image_host: &Fixture) {
+    let downloads = downloads_url(system);
+    let as_service = |request: RequestBuilder| bearer(request, &system.service);
+    let doomed = expect(
+        as_service(system.http.post(&downloads))
+            .json(&json!({"url": format!("{}/doomed.png", image_host.url)})),
+        202,
+        "POST a download to delete",
+    )
+    .await;
+    let doomed = format!("{downloads}/{}", doomed["id"].as_str().unwrap_or_default());
+    let delete = |url: &str| as_service(system.http.delete(url));
+    expect(delete(&doomed), 204, "DELETE a download").await;
+    expect(delete(&doomed), 204, "DELETE it again").await;
+    expect(
+        as_service(system.http.get(&doomed)),
+        404,
+        "GET a deleted download",
+    )
+    .await;
+    expect(
+        delete(&format!("{downloads}/{}", Uuid::new_v4())),
+        404,
+        "DELETE a missing download",
+    )
+    .await;
+}
+
 async fn answering_downloads_without_database(system: &System, outage: &str) {
-    let http = &system.http;
+    let (http, service) = (&system.http, &system.service);
     let downloads = format!("{outage}/downloads");
+    let task = format!("{downloads}/{}", Uuid::new_v4());
     let image = |variant: &str| format!("{outage}/images/{}/{variant}", Uuid::new_v4());
     // Each waits for the pool's connection timeout: all at once.
     tokio::join!(
         expect(
-            http.post(&downloads)
+            bearer(http.post(&downloads), service)
                 .json(&json!({"url": "http://example.com/a.png"})),
             503,
             "POST a download while the database is down",
         ),
         expect(
-            http.get(format!("{downloads}/{}", Uuid::new_v4())),
+            bearer(http.get(&task), service),
             503,
             "GET a download while the database is down",
+        ),
+        expect(
+            bearer(http.delete(&task), service),
+            503,
+            "DELETE a download while the database is down",
         ),
         expect(
             http.get(image("original")),
@@ -1212,6 +1391,26 @@ async fn printing(system: &System, image_host: &Fixture) -> Value {
     .await;
     expect(http.get(&jobs), 200, "GET prints").await;
     print
+}
+
+/// The printer protocol's status query: a print it took, one it never saw.
+async fn answering_status_queries(system: &System, print: &Value) {
+    let jobs = format!("{}/jobs", system.stack.printer_url);
+    let took = format!(
+        "{jobs}/{}",
+        print["correlation_id"].as_str().unwrap_or_default()
+    );
+    let status = expect(system.http.get(&took), 200, "GET a print's status").await;
+    assert_eq!(
+        status["correlation_id"], print["correlation_id"],
+        "the status of the print asked about"
+    );
+    expect(
+        system.http.get(format!("{jobs}/{}", Uuid::new_v4())),
+        404,
+        "GET the status of a print never sent",
+    )
+    .await;
 }
 
 async fn printing_on_a_broken_spool(system: &System, broken: &str, print: &Value) {
