@@ -390,6 +390,25 @@ impl Database {
             .unwrap_or(Err(DbError::Timeout(deadline)))
     }
 
+    /// A pooled connection for `work`, the whole within the deadline (see
+    /// [`Database::within`]).
+    pub async fn with_connection<T>(
+        &self,
+        work: impl AsyncFnOnce(&Client) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.within(async { work(&*self.get().await?).await }).await
+    }
+
+    /// [`Database::with_connection`] for work that needs the connection mutably
+    /// (a transaction).
+    pub async fn with_connection_mut<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Client) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.within(async { work(&mut *self.get().await?).await })
+            .await
+    }
+
     /// How a dedicated (non-pooled) connection, such as `LISTEN`'s, connects.
     pub fn listen_config(&self) -> &Connector {
         &self.connector

@@ -2,7 +2,8 @@
 //! the workers when work is committed, and [`run`] is the loop each replica's
 //! workers run: claim what is due whenever a slot is free, work on each claimed item
 //! in its own task (at most `concurrency` at once), and between rounds wait for a
-//! wake-up, the poll tick or a free slot. [`step`] is one round, for tests.
+//! wake-up, the poll tick or a free slot. [`step`] is one round, for tests;
+//! [`scoped`] runs a worker's work on one item under the item's request id.
 //!
 //! On stop the loop claims nothing more and waits for the items in hand: claimed
 //! work is finished and recorded rather than abandoned on a lease.
@@ -101,6 +102,23 @@ pub async fn step<W: QueueWorker>(worker: &Arc<W>, limit: usize) -> Result<usize
     let work = items.into_iter().map(|item| Arc::clone(worker).work(item));
     futures_util::future::join_all(work).await;
     Ok(claimed)
+}
+
+/// Works one claimed item (a [`QueueWorker::work`]) in the request-id scope
+/// `scope`, so its log lines and outgoing calls carry it. Work it could not record
+/// is logged as "could not record {what}"; the item's lease will expire and it will
+/// be claimed again.
+pub async fn scoped(
+    scope: String,
+    what: impl std::fmt::Display,
+    work: impl Future<Output = Result<(), DbError>>,
+) {
+    crate::request_id::scope(scope, async {
+        if let Err(e) = work.await {
+            log::error!("could not record {what}: {e}");
+        }
+    })
+    .await
 }
 
 /// Runs `worker` until `stop`, then waits for the items in hand.

@@ -67,10 +67,7 @@ pub async fn delete_task(
     id: Uuid,
 ) -> Result<bool, ObjectsError> {
     let deleted = db
-        .within(async {
-            let conn = db.get().await?;
-            download_tasks::mark_deleted(&*conn, id).await
-        })
+        .with_connection(async |conn| download_tasks::mark_deleted(conn, id).await)
         .await?;
     let Some(deleted) = deleted else {
         return Ok(false);

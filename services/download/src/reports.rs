@@ -83,9 +83,8 @@ impl Reporter {
                 let delay = RETRY.jittered((report.attempts + 1) as u32);
                 log::info!("callback for download {id} {why}; retrying in {delay:?}");
                 self.db
-                    .within(async {
-                        let conn = self.db.get().await?;
-                        download_tasks::callback_later(&*conn, id, delay).await
+                    .with_connection(async |conn| {
+                        download_tasks::callback_later(conn, id, delay).await
                     })
                     .await
             }
@@ -100,10 +99,7 @@ impl Reporter {
     /// Nothing more to send for download `id`.
     async fn done(&self, id: uuid::Uuid) -> Result<(), DbError> {
         self.db
-            .within(async {
-                let conn = self.db.get().await?;
-                download_tasks::callback_done(&*conn, id).await
-            })
+            .with_connection(async |conn| download_tasks::callback_done(conn, id).await)
             .await
     }
 }
@@ -114,9 +110,8 @@ impl QueueWorker for Reporter {
 
     async fn claim(&self, limit: usize) -> Result<Vec<DueCallback>, DbError> {
         self.db
-            .within(async {
-                let conn = self.db.get().await?;
-                download_tasks::claim_callbacks(&*conn, LEASE, limit as i64).await
+            .with_connection(async |conn| {
+                download_tasks::claim_callbacks(conn, LEASE, limit as i64).await
             })
             .await
     }

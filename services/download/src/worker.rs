@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pixpress_domain::download::FailureReason;
 use pixpress_kit::db::{Database, DbError};
-use pixpress_kit::queue::{QueueWorker, WorkQueue};
+use pixpress_kit::queue::{self, QueueWorker, WorkQueue};
 use pixpress_kit::retry::Backoff;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -75,20 +75,6 @@ impl Failure {
 }
 
 impl Worker {
-    async fn process(&self, task: ClaimedTask) {
-        let scope = format!("download-{}", task.id.simple());
-        pixpress_kit::request_id::scope(scope, async {
-            self.metrics.workers_busy.inc();
-            let result = self.download(&task).await;
-            self.metrics.workers_busy.dec();
-            if let Err(e) = self.record(&task, result).await {
-                // The lease will expire and the task will be claimed again.
-                log::error!("could not record download {}: {e}", task.id);
-            }
-        })
-        .await
-    }
-
     pub(crate) async fn download(&self, task: &ClaimedTask) -> Result<Made, Failure> {
         let started = Instant::now();
         let fetched = self
@@ -277,9 +263,8 @@ impl Worker {
             );
             return self
                 .db
-                .within(async {
-                    let conn = self.db.get().await?;
-                    download_tasks::retry_later(&*conn, task.id, owner, delay, reason).await
+                .with_connection(async |conn| {
+                    download_tasks::retry_later(conn, task.id, owner, delay, reason).await
                 })
                 .await;
         }
@@ -290,10 +275,7 @@ impl Worker {
         log::warn!("download {} failed: {reason}: {}", task.id, failure.detail);
         let failed = self
             .db
-            .within(async {
-                let conn = self.db.get().await?;
-                download_tasks::fail(&*conn, task.id, owner, reason).await
-            })
+            .with_connection(async |conn| download_tasks::fail(conn, task.id, owner, reason).await)
             .await?;
         if failed {
             self.reports.announce();
@@ -312,10 +294,9 @@ impl QueueWorker for Worker {
 
     async fn claim(&self, limit: usize) -> Result<Vec<ClaimedTask>, DbError> {
         self.db
-            .within(async {
-                let conn = self.db.get().await?;
+            .with_connection(async |conn| {
                 download_tasks::claim(
-                    &*conn,
+                    conn,
                     &self.settings.owner,
                     self.settings.lease,
                     limit as i64,
@@ -326,7 +307,15 @@ impl QueueWorker for Worker {
     }
 
     async fn work(self: Arc<Self>, task: ClaimedTask) {
-        self.process(task).await
+        let scope = format!("download-{}", task.id.simple());
+        let what = format!("download {}", task.id);
+        queue::scoped(scope, what, async {
+            self.metrics.workers_busy.inc();
+            let result = self.download(&task).await;
+            self.metrics.workers_busy.dec();
+            self.record(&task, result).await
+        })
+        .await
     }
 }
 

@@ -20,12 +20,13 @@ use std::time::Duration;
 use chrono::Utc;
 use pixpress_domain::JobState;
 use pixpress_kit::db::{Database, DbError};
-use pixpress_kit::queue::QueueWorker;
+use pixpress_kit::queue::{self, QueueWorker};
 use pixpress_kit::retry::{jitter, Backoff};
 use prometheus::{Histogram, IntCounterVec};
 
+use crate::leases::JobLeases;
 use crate::metrics::PrintMetrics;
-use crate::print_jobs::{self, ClaimedJob};
+use crate::print_jobs::{self, ClaimedJob, Stage};
 use crate::printer::{PrinterClient, SendOutcome};
 
 /// Between attempts to hand a job to its printer.
@@ -40,8 +41,9 @@ pub struct DispatcherSettings {
 }
 
 pub struct Dispatcher {
-    settings: DispatcherSettings,
-    db: Database,
+    jobs: JobLeases,
+    max_attempts: i32,
+    job_deadline: Duration,
     printers: Arc<PrinterClient>,
     metrics: PrintMetrics,
     attempts: IntCounterVec,
@@ -55,41 +57,34 @@ impl Dispatcher {
         printers: Arc<PrinterClient>,
         metrics: PrintMetrics,
     ) -> Self {
+        let DispatcherSettings {
+            owner,
+            lease,
+            max_attempts,
+            job_deadline,
+        } = settings;
         Self {
+            jobs: JobLeases::new(Stage::Queued, db, owner, lease, metrics.clone()),
+            max_attempts,
+            job_deadline,
             attempts: metrics.dispatch_attempts.clone(),
             latency: metrics.dispatch_latency.clone(),
-            settings,
-            db,
             printers,
             metrics,
         }
     }
 
-    async fn dispatch(&self, job: ClaimedJob) {
-        let scope = format!("job-{}", job.id.simple());
-        pixpress_kit::request_id::scope(scope, async {
-            if let Err(e) = self.dispatch_claimed(&job).await {
-                // The lease will expire and the job will be claimed again.
-                log::error!("could not record the dispatch of job {}: {e}", job.id);
-            }
-        })
-        .await
-    }
-
-    async fn dispatch_claimed(&self, job: &ClaimedJob) -> Result<(), DbError> {
-        let owner = self.settings.owner.as_str();
+    async fn dispatch(&self, job: &ClaimedJob) -> Result<(), DbError> {
+        let (db, owner) = (&self.jobs.db, self.jobs.owner.as_str());
         if let Err(wait) = self.printers.allow(job.printer_id) {
             self.attempts.with_label_values(&["breaker_open"]).inc();
             let reason = format!(
                 "printer {} is failing; waiting before the next try",
                 job.printer_id
             );
-            return self
-                .db
-                .within(async {
-                    let conn = self.db.get().await?;
-                    print_jobs::retry_later(&*conn, job.id, owner, jitter(wait), &reason, false)
-                        .await
+            return db
+                .with_connection(async |conn| {
+                    print_jobs::retry_later(conn, job.id, owner, jitter(wait), &reason, false).await
                 })
                 .await;
         }
@@ -98,12 +93,10 @@ impl Dispatcher {
                 self.attempts.with_label_values(&["accepted"]).inc();
                 let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
                 self.latency.observe(waited.as_secs_f64());
-                let deadline = self.settings.job_deadline;
-                let dispatched = self
-                    .db
-                    .within(async {
-                        let conn = self.db.get().await?;
-                        print_jobs::mark_dispatched(&*conn, job.id, owner, deadline).await
+                let deadline = self.job_deadline;
+                let dispatched = db
+                    .with_connection(async |conn| {
+                        print_jobs::mark_dispatched(conn, job.id, owner, deadline).await
                     })
                     .await?;
                 if dispatched {
@@ -115,7 +108,7 @@ impl Dispatcher {
             SendOutcome::Transient(why) => {
                 self.attempts.with_label_values(&[why]).inc();
                 let attempt = job.attempts + 1;
-                if attempt >= self.settings.max_attempts {
+                if attempt >= self.max_attempts {
                     return self
                         .fail(
                             job,
@@ -126,12 +119,10 @@ impl Dispatcher {
                 let reason = format!("printer {why} (attempt {attempt})");
                 let delay = BACKOFF.jittered(attempt as u32);
                 log::info!("job {} not accepted ({why}); retrying in {delay:?}", job.id);
-                self.db
-                    .within(async {
-                        let conn = self.db.get().await?;
-                        print_jobs::retry_later(&*conn, job.id, owner, delay, &reason, true).await
-                    })
-                    .await
+                db.with_connection(async |conn| {
+                    print_jobs::retry_later(conn, job.id, owner, delay, &reason, true).await
+                })
+                .await
             }
             SendOutcome::Rejected(status) => {
                 self.attempts.with_label_values(&["rejected"]).inc();
@@ -143,19 +134,7 @@ impl Dispatcher {
 
     async fn fail(&self, job: &ClaimedJob, reason: &str) -> Result<(), DbError> {
         log::warn!("job {} failed: {reason}", job.id);
-        let owner = self.settings.owner.as_str();
-        let failed = self
-            .db
-            .within(async {
-                let conn = self.db.get().await?;
-                print_jobs::mark_failed(&*conn, job.id, owner, reason).await
-            })
-            .await?;
-        if failed {
-            self.metrics
-                .transition(Some(JobState::Queued), JobState::Failed);
-        }
-        Ok(())
+        self.jobs.fail(job, reason).await
     }
 }
 
@@ -164,21 +143,12 @@ impl QueueWorker for Dispatcher {
     const WHAT: &'static str = "print jobs";
 
     async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
-        self.db
-            .within(async {
-                let conn = self.db.get().await?;
-                print_jobs::claim(
-                    &*conn,
-                    &self.settings.owner,
-                    self.settings.lease,
-                    limit as i64,
-                )
-                .await
-            })
-            .await
+        self.jobs.claim(limit).await
     }
 
     async fn work(self: Arc<Self>, job: ClaimedJob) {
-        self.dispatch(job).await
+        let scope = format!("job-{}", job.id.simple());
+        let what = format!("the dispatch of job {}", job.id);
+        queue::scoped(scope, what, self.dispatch(&job)).await
     }
 }

@@ -10,6 +10,7 @@ mod breaker;
 mod config;
 pub mod dispatcher;
 mod error;
+mod leases;
 mod management;
 pub mod metrics;
 mod print_jobs;

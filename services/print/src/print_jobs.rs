@@ -1,5 +1,5 @@
 //! The `print_jobs` table: every statement print-service runs against it
-//! (reconciliation's are in [`checks`]).
+//! (those only reconciliation runs are in [`checks`]).
 
 pub mod checks;
 
@@ -261,10 +261,33 @@ fn claimed_from_row(row: &Row) -> Result<ClaimedJob, DbError> {
     })
 }
 
-/// Leases up to `limit` due, queued, unleased (or lease-expired) jobs to `owner`.
-/// `SKIP LOCKED` lets replicas claim side by side without waiting on each other.
+/// Where the jobs a worker leases stand: the dispatcher's are `queued`,
+/// reconciliation's at their printer. A claim takes the due jobs at a stage, and a
+/// failure is recorded only for a job still there (and still leased).
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    /// `queued`: due when its next attempt is.
+    Queued,
+    /// `dispatched` or `printing`: due when its deadline at the printer passes.
+    AtPrinter,
+}
+
+impl Stage {
+    /// The condition on `state` of a job at this stage.
+    fn condition(self) -> &'static str {
+        match self {
+            Stage::Queued => "state = 'queued'",
+            Stage::AtPrinter => "state IN ('dispatched', 'printing')",
+        }
+    }
+}
+
+/// Leases up to `limit` due, unleased (or lease-expired) jobs at `stage` to `owner`,
+/// the earliest due first. `SKIP LOCKED` lets replicas claim side by side without
+/// waiting on each other.
 pub async fn claim(
     db: &impl GenericClient,
+    stage: Stage,
     owner: &str,
     lease: Duration,
     limit: i64,
@@ -273,13 +296,14 @@ pub async fn claim(
         "UPDATE print_jobs AS j
          SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2)
          FROM (SELECT id FROM print_jobs
-               WHERE state = 'queued' AND next_attempt_at <= now()
+               WHERE {} AND next_attempt_at <= now()
                  AND (lease_expires_at IS NULL OR lease_expires_at < now())
                ORDER BY next_attempt_at
                LIMIT $3
                FOR UPDATE SKIP LOCKED) AS due
          WHERE j.id = due.id
-         RETURNING {CLAIMED_COLUMNS}"
+         RETURNING {CLAIMED_COLUMNS}",
+        stage.condition()
     );
     let rows = db
         .query(&sql, &[&owner, &lease.as_secs_f64(), &limit])
@@ -332,22 +356,25 @@ pub async fn retry_later(
     Ok(())
 }
 
-/// Gives up on a job: `failed` with the reason. False if it was no longer ours.
+/// Gives up on a job at `stage`: `failed` with `reason`. A queued job's failure
+/// ends an attempt; a job at its printer had its attempt counted when it was sent.
+/// False if it was no longer ours.
 pub async fn mark_failed(
     db: &impl GenericClient,
+    stage: Stage,
     id: Uuid,
     owner: &str,
     reason: &str,
 ) -> Result<bool, DbError> {
-    let n = db
-        .execute(
-            "UPDATE print_jobs
-             SET state = 'failed', attempts = attempts + 1, error = $3, updated_at = now(),
-                 lease_owner = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND lease_owner = $2 AND state = 'queued'",
-            &[&id, &owner, &reason],
-        )
-        .await?;
+    let sql = format!(
+        "UPDATE print_jobs
+         SET state = 'failed', error = $3, updated_at = now(),
+             attempts = CASE WHEN state = 'queued' THEN attempts + 1 ELSE attempts END,
+             lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND lease_owner = $2 AND {}",
+        stage.condition()
+    );
+    let n = db.execute(&sql, &[&id, &owner, &reason]).await?;
     Ok(n == 1)
 }
 

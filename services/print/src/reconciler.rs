@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use pixpress_domain::job::Evidence;
 use pixpress_domain::printer::PrinterJobStatus;
-use pixpress_domain::JobState;
 use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::{self, QueueWorker};
 use pixpress_kit::retry::{jitter, Backoff};
@@ -33,9 +32,10 @@ use prometheus::IntGaugeVec;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::leases::JobLeases;
 use crate::metrics::PrintMetrics;
 use crate::print_jobs::checks;
-use crate::print_jobs::{self, ClaimedJob, PrinterReport, ReportOutcome};
+use crate::print_jobs::{self, ClaimedJob, PrinterReport, ReportOutcome, Stage};
 use crate::printer::{PrinterClient, SendOutcome, StatusAnswer};
 
 /// The error of a job its printer lost more often than it may be re-sent.
@@ -55,8 +55,9 @@ pub struct ReconcilerSettings {
 }
 
 pub struct Reconciler {
-    settings: ReconcilerSettings,
-    db: Database,
+    jobs: JobLeases,
+    max_resends: i32,
+    job_deadline: Duration,
     printers: Arc<PrinterClient>,
     metrics: PrintMetrics,
 }
@@ -68,9 +69,16 @@ impl Reconciler {
         printers: Arc<PrinterClient>,
         metrics: PrintMetrics,
     ) -> Self {
+        let ReconcilerSettings {
+            owner,
+            lease,
+            max_resends,
+            job_deadline,
+        } = settings;
         Self {
-            settings,
-            db,
+            jobs: JobLeases::new(Stage::AtPrinter, db, owner, lease, metrics.clone()),
+            max_resends,
+            job_deadline,
             printers,
             metrics,
         }
@@ -79,25 +87,13 @@ impl Reconciler {
     /// Runs the reconciler in `background` with `concurrency` slots, once the schema
     /// is current.
     pub fn start(self: Arc<Self>, background: &mut Background, concurrency: usize) {
-        let database = self.db.clone();
+        let database = self.jobs.db.clone();
         background.spawn(move |stop| async move {
             if database.wait_until_migrated(&stop).await {
                 // Never notified: due checks are found by the poll.
                 queue::run(self, concurrency, Arc::new(Notify::new()), stop).await;
             }
         });
-    }
-
-    async fn reconcile(&self, job: ClaimedJob) {
-        let scope = format!("job-{}", job.id.simple());
-        pixpress_kit::request_id::scope(scope, async {
-            match self.check(&job).await {
-                Ok(outcome) => self.metrics.reconciled.with_label_values(&[outcome]).inc(),
-                // The lease will expire and the job will be checked again.
-                Err(e) => log::error!("could not record the check of job {}: {e}", job.id),
-            }
-        })
-        .await
     }
 
     /// Asks the job's printer and records what that came to; returns the outcome's
@@ -134,12 +130,10 @@ impl Reconciler {
             detail: status.error.as_deref(),
             evidence: Evidence::PrinterRecord,
         };
-        let deadline = self.settings.job_deadline;
-        let outcome = self
-            .db
-            .within(async {
-                let mut conn = self.db.get().await?;
-                print_jobs::apply_report(&mut conn, job.correlation_id, report, deadline).await
+        let (db, deadline) = (&self.jobs.db, self.job_deadline);
+        let outcome = db
+            .with_connection_mut(async |conn| {
+                print_jobs::apply_report(conn, job.correlation_id, report, deadline).await
             })
             .await?;
         match outcome {
@@ -165,25 +159,24 @@ impl Reconciler {
 
     /// The printer does not know the job: send it again, or give up on it.
     async fn resend(&self, job: &ClaimedJob) -> Result<&'static str, DbError> {
-        if job.resends >= self.settings.max_resends {
+        if job.resends >= self.max_resends {
             log::warn!(
                 "job {} failed: printer {} lost it after {} re-sends",
                 job.id,
                 job.printer_id,
                 job.resends
             );
-            self.fail(job, PRINTER_LOST_JOB).await?;
+            self.jobs.fail(job, PRINTER_LOST_JOB).await?;
             return Ok("lost");
         }
         match self.printers.send(job).await {
             SendOutcome::Accepted => {
-                let (owner, deadline) = (&self.settings.owner, self.settings.job_deadline);
-                self.db
-                    .within(async {
-                        let conn = self.db.get().await?;
-                        checks::record_resend(&*conn, job.id, owner, deadline).await
-                    })
-                    .await?;
+                let (db, owner) = (&self.jobs.db, self.jobs.owner.as_str());
+                let deadline = self.job_deadline;
+                db.with_connection(async |conn| {
+                    checks::record_resend(conn, job.id, owner, deadline).await
+                })
+                .await?;
                 log::info!(
                     "job {} re-sent to printer {}, which did not know it (re-send {})",
                     job.id,
@@ -199,26 +192,12 @@ impl Reconciler {
             }
             SendOutcome::Rejected(status) => {
                 log::warn!("job {} failed: its printer rejected the re-send", job.id);
-                self.fail(job, &format!("the printer rejected the job ({status})"))
+                self.jobs
+                    .fail(job, &format!("the printer rejected the job ({status})"))
                     .await?;
                 Ok("rejected")
             }
         }
-    }
-
-    async fn fail(&self, job: &ClaimedJob, reason: &str) -> Result<(), DbError> {
-        let owner = &self.settings.owner;
-        let failed = self
-            .db
-            .within(async {
-                let conn = self.db.get().await?;
-                checks::mark_failed(&*conn, job.id, owner, reason).await
-            })
-            .await?;
-        if failed {
-            self.metrics.transition(Some(job.state), JobState::Failed);
-        }
-        Ok(())
     }
 
     /// One more check that could not reach the printer: the next waits longer.
@@ -234,19 +213,17 @@ impl Reconciler {
         delay: Duration,
         failures: i32,
     ) -> Result<(), DbError> {
-        let owner = &self.settings.owner;
-        self.db
-            .within(async {
-                let conn = self.db.get().await?;
-                checks::check_later(&*conn, job.id, owner, delay, failures).await
-            })
-            .await?;
+        let (db, owner) = (&self.jobs.db, self.jobs.owner.as_str());
+        db.with_connection(async |conn| {
+            checks::check_later(conn, job.id, owner, delay, failures).await
+        })
+        .await?;
         Ok(())
     }
 
     /// `job`'s whole deadline: the setting per copy.
     fn deadline_of(&self, job: &ClaimedJob) -> Duration {
-        self.settings.job_deadline * job.copies.max(1) as u32
+        self.job_deadline * job.copies.max(1) as u32
     }
 }
 
@@ -255,22 +232,18 @@ impl QueueWorker for Reconciler {
     const WHAT: &'static str = "print jobs to reconcile";
 
     async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, DbError> {
-        self.db
-            .within(async {
-                let conn = self.db.get().await?;
-                checks::claim_due(
-                    &*conn,
-                    &self.settings.owner,
-                    self.settings.lease,
-                    limit as i64,
-                )
-                .await
-            })
-            .await
+        self.jobs.claim(limit).await
     }
 
     async fn work(self: Arc<Self>, job: ClaimedJob) {
-        self.reconcile(job).await
+        let scope = format!("job-{}", job.id.simple());
+        let what = format!("the check of job {}", job.id);
+        queue::scoped(scope, what, async {
+            let outcome = self.check(&job).await?;
+            self.metrics.reconciled.with_label_values(&[outcome]).inc();
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -283,10 +256,7 @@ pub async fn watch_job_ages(db: Database, gauge: IntGaugeVec, stop: Cancellation
     }
     loop {
         let ages = db
-            .within(async {
-                let conn = db.get().await?;
-                checks::oldest_ages(&*conn).await
-            })
+            .with_connection(async |conn| checks::oldest_ages(conn).await)
             .await;
         match ages {
             Ok(ages) => {

@@ -80,9 +80,8 @@ pub async fn create_download(
     }
     let task = state
         .db
-        .within(async {
-            let conn = state.db.get().await?;
-            download_tasks::insert(&*conn, &request.url, request.callback_url.as_deref()).await
+        .with_connection(async |conn| {
+            download_tasks::insert(conn, &request.url, request.callback_url.as_deref()).await
         })
         .await?;
     state.queued.announce();
@@ -110,10 +109,7 @@ pub async fn get_download(
     let id = id.into_inner();
     let task = state
         .db
-        .within(async {
-            let conn = state.db.get().await?;
-            download_tasks::get(&*conn, id).await
-        })
+        .with_connection(async |conn| download_tasks::get(conn, id).await)
         .await?
         .ok_or(DownloadError::DownloadNotFound(id))?;
     Ok(HttpResponse::Ok().json(task))

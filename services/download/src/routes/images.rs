@@ -33,10 +33,7 @@ async fn redirect(
 ) -> Result<HttpResponse, DownloadError> {
     let task = state
         .db
-        .within(async {
-            let conn = state.db.get().await?;
-            download_tasks::get(&*conn, id).await
-        })
+        .with_connection(async |conn| download_tasks::get(conn, id).await)
         .await?
         .ok_or(DownloadError::ImageNotFound(id))?;
     let key = match (task.state, variant) {

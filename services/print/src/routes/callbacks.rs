@@ -63,9 +63,8 @@ pub async fn printer_callback(
     let correlation_id = correlation_id.into_inner();
     let outcome = state
         .db
-        .within(async {
-            let mut conn = state.db.get().await?;
-            print_jobs::apply_report(&mut conn, correlation_id, report, state.job_deadline).await
+        .with_connection_mut(async |conn| {
+            print_jobs::apply_report(conn, correlation_id, report, state.job_deadline).await
         })
         .await?;
     match outcome {

@@ -68,9 +68,8 @@ async fn replay(
 ) -> Result<Option<PrintJob>, PrintError> {
     let earlier = state
         .db
-        .within(async {
-            let conn = state.db.get().await?;
-            print_jobs::find_by_idempotency_key(&*conn, request.user_id, key).await
+        .with_connection(async |conn| {
+            print_jobs::find_by_idempotency_key(conn, request.user_id, key).await
         })
         .await?;
     match earlier {
@@ -185,7 +184,7 @@ pub async fn get_job(
     let id = id.into_inner();
     let job = state
         .db
-        .within(async { print_jobs::get(&*state.db.get().await?, id).await })
+        .with_connection(async |conn| print_jobs::get(conn, id).await)
         .await?
         // Another user's job is as absent as a missing one.
         .filter(|job| caller.may_act_for(job.user_id))
@@ -226,7 +225,7 @@ pub async fn list_jobs(
     };
     let mut jobs = state
         .db
-        .within(async { print_jobs::list(&*state.db.get().await?, &filter).await })
+        .with_connection(async |conn| print_jobs::list(conn, &filter).await)
         .await?;
     let next_cursor = if jobs.len() as i64 > limit {
         jobs.truncate(limit as usize);
@@ -255,15 +254,14 @@ pub async fn cancel_job(
     let id = id.into_inner();
     let outcome = state
         .db
-        .within(async {
-            let conn = state.db.get().await?;
-            let owned = print_jobs::get(&*conn, id)
+        .with_connection(async |conn| {
+            let owned = print_jobs::get(conn, id)
                 .await?
                 .is_some_and(|job| caller.may_act_for(job.user_id));
             if !owned {
                 return Ok(CancelOutcome::NotFound);
             }
-            print_jobs::cancel(&*conn, id).await
+            print_jobs::cancel(conn, id).await
         })
         .await?;
     match outcome {
@@ -306,7 +304,7 @@ pub async fn retry_job(
     let id = id.into_inner();
     let outcome = state
         .db
-        .within(async { print_jobs::retry(&*state.db.get().await?, id).await })
+        .with_connection(async |conn| print_jobs::retry(conn, id).await)
         .await?;
     match outcome {
         RetryOutcome::Queued {
