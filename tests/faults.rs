@@ -21,7 +21,6 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
 use pixpress_testkit::cluster::OwnServer;
 use pixpress_testkit::http::eventually;
 use pixpress_testkit::TestDatabase;
@@ -131,135 +130,111 @@ async fn assert_outage_lost_nothing(
     );
 }
 
+/// A database outage test: the system on a PostgreSQL server of the test's own, under
+/// steady load. Its fields drop in order: the processes stop before the server.
+struct DatabaseUnderLoad {
+    load: Load,
+    system: Processes,
+    print_pid: Option<u32>,
+    server: OwnServer,
+}
+
+impl DatabaseUnderLoad {
+    /// The answer to every request while PostgreSQL is away comes within this.
+    const BACKEND_TIMEOUT: Duration = Duration::from_millis(1000);
+
+    /// A server with a `pixpress` database, the system on it, and load on
+    /// `POST /print/jobs` that has had 20 jobs created.
+    async fn start() -> Self {
+        let server = OwnServer::start().await;
+        let (admin, conn) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        admin
+            .batch_execute("CREATE DATABASE pixpress")
+            .await
+            .unwrap();
+        drop(admin);
+
+        let tuning = Tuning {
+            backend_timeout_ms: Self::BACKEND_TIMEOUT.as_millis() as u64,
+            ..Tuning::default()
+        };
+        let system = Processes::start(&server.url("pixpress"), &tuning).await;
+        let print_pid = system.print.pid();
+        let file_id = system.ready_image(1).await;
+        let load = Load::start(
+            &system.http,
+            &format!("{}/print/jobs", system.print.url),
+            json!({"user_id": 1, "file_id": file_id}),
+            4,
+            Duration::from_millis(50),
+        );
+        load.wait_for(20, 201, Instant::now()).await;
+        Self {
+            load,
+            system,
+            print_pid,
+            server,
+        }
+    }
+
+    /// Waits until, PostgreSQL being away since `since`, print-service is not ready and
+    /// 10 requests got 503.
+    async fn wait_for_503s(&self, since: Instant) {
+        self.system.wait_ready_is(&self.system.print.url, 503).await;
+        self.load.wait_for(10, 503, since).await;
+    }
+
+    /// Waits until, PostgreSQL being back since `since`, print-service is ready and 20
+    /// more jobs were created; then stops the load and asserts that the outage (`what`)
+    /// lost nothing.
+    async fn assert_recovered(self, since: Instant, what: &str) {
+        self.system.wait_ready(&self.system.print.url).await;
+        self.load.wait_for(20, 201, since).await;
+        let attempts = self.load.stop().await;
+        assert_outage_lost_nothing(
+            &self.system,
+            self.print_pid,
+            &attempts,
+            Self::BACKEND_TIMEOUT,
+            what,
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn postgres_stopped_under_load_gives_fast_503s_and_loses_no_accepted_job() {
-    // A cluster of our own, so it can be stopped and started on its port and data.
-    let dir = tempfile::tempdir().unwrap();
-    let options = ClusterOptions {
-        data_dir: dir.path().join("data"),
-        port: free_port().unwrap(),
-        durable: false,
-    };
-    let cluster = tokio::task::spawn_blocking(move || PostgresCluster::start(&options))
-        .await
-        .unwrap()
-        .expect("a PostgreSQL cluster of the test's own");
-    let (admin, conn) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute("CREATE DATABASE pixpress")
-        .await
-        .unwrap();
-    drop(admin);
+    let mut outage = DatabaseUnderLoad::start().await;
 
-    let backend_timeout = Duration::from_millis(1000);
-    let tuning = Tuning {
-        backend_timeout_ms: backend_timeout.as_millis() as u64,
-        ..Tuning::default()
-    };
-    let system = Processes::start(&cluster.url("pixpress"), &tuning).await;
-    let print_pid = system.print.pid();
-    let file_id = system.ready_image(1).await;
-    let load = Load::start(
-        &system.http,
-        &format!("{}/print/jobs", system.print.url),
-        json!({"user_id": 1, "file_id": file_id}),
-        4,
-        Duration::from_millis(50),
-    );
-    let began = Instant::now();
-    load.wait_for(20, 201, began).await;
-
-    let cluster = tokio::task::spawn_blocking(move || {
-        let mut cluster = cluster;
-        cluster.stop();
-        cluster
-    })
-    .await
-    .unwrap();
+    outage.server = outage.server.stop().await;
     let stopped = Instant::now();
-    system.wait_ready_is(&system.print.url, 503).await;
-    load.wait_for(10, 503, stopped).await;
+    outage.wait_for_503s(stopped).await;
     // Down for a few seconds, as an operator's restart takes.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let cluster = tokio::task::spawn_blocking(move || {
-        let mut cluster = cluster;
-        cluster.start_again().map(|()| cluster)
-    })
-    .await
-    .unwrap()
-    .expect("PostgreSQL starts again");
+    outage.server = outage.server.start_again().await;
     let restarted = Instant::now();
-    system.wait_ready(&system.print.url).await;
-    load.wait_for(20, 201, restarted).await;
-    let attempts = load.stop().await;
-    assert_outage_lost_nothing(
-        &system,
-        print_pid,
-        &attempts,
-        backend_timeout,
-        "postgres outage",
-    )
-    .await;
+    outage.assert_recovered(restarted, "postgres outage").await;
     eprintln!("outage {:?}", restarted - stopped);
-    drop(cluster);
 }
 
 // Several threads: the server's drop at the end waits for its backends, which wait on
 // the services' connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_frozen_under_load_gives_503s_within_the_deadline_and_loses_no_accepted_job() {
-    // A server of the test's own, so every one of its processes can be SIGSTOPped.
-    let server = OwnServer::start().await;
-    let (admin, conn) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute("CREATE DATABASE pixpress")
-        .await
-        .unwrap();
-    drop(admin);
-
-    let backend_timeout = Duration::from_millis(1000);
-    let tuning = Tuning {
-        backend_timeout_ms: backend_timeout.as_millis() as u64,
-        ..Tuning::default()
-    };
-    let system = Processes::start(&server.url("pixpress"), &tuning).await;
-    let print_pid = system.print.pid();
-    let file_id = system.ready_image(1).await;
-    let load = Load::start(
-        &system.http,
-        &format!("{}/print/jobs", system.print.url),
-        json!({"user_id": 1, "file_id": file_id}),
-        4,
-        Duration::from_millis(50),
-    );
-    load.wait_for(20, 201, Instant::now()).await;
+    let outage = DatabaseUnderLoad::start().await;
 
     // A stalled disk: connections stay open, nothing answers, nothing is refused.
-    let frozen = server.freeze();
+    let frozen = outage.server.freeze();
     let froze = Instant::now();
-    system.wait_ready_is(&system.print.url, 503).await;
-    load.wait_for(10, 503, froze).await;
+    outage.wait_for_503s(froze).await;
     drop(frozen);
 
     let thawed = Instant::now();
-    system.wait_ready(&system.print.url).await;
-    load.wait_for(20, 201, thawed).await;
-    let attempts = load.stop().await;
-    assert_outage_lost_nothing(
-        &system,
-        print_pid,
-        &attempts,
-        backend_timeout,
-        "frozen postgres",
-    )
-    .await;
+    outage.assert_recovered(thawed, "frozen postgres").await;
     eprintln!("frozen for {:?}", thawed - froze);
 }
 

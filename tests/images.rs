@@ -10,11 +10,12 @@ use pixpress_testkit::auth::{self, client_as};
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{eventually, free_port};
 use pixpress_testkit::images::{encode, two_tone};
+use pixpress_testkit::metrics;
 use pixpress_testkit::process::RunningBinary;
 use pixpress_testkit::s3::TestBucket;
 use pixpress_testkit::TestDatabase;
-use serde_json::{json, Value};
-use support::{binary, settled_image, stack, CALLBACK_SECRET, PATIENCE};
+use serde_json::Value;
+use support::{add_image, binary, borrowed, settled_image, stack, CALLBACK_SECRET, PATIENCE};
 
 /// An image host serving one PNG at every path.
 fn png_host() -> Fixture {
@@ -52,15 +53,9 @@ async fn deleted_images_lose_their_links_and_the_last_one_its_objects() {
     // The same bytes twice: stored once, referred to by both images' tasks.
     let mut ready = Vec::new();
     for name in ["first.png", "second.png"] {
-        let res = http
-            .post(&images)
-            .json(&json!({"url": format!("{}/{name}", host.url)}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        let created: Value = res.json().await.unwrap();
-        let image = settled_image(&http, &stack, 1, &created["id"]).await;
+        let image_url = format!("{}/{name}", host.url);
+        let created = add_image(&http, &stack.management_url, 1, &image_url).await;
+        let image = settled_image(&http, &stack.management_url, 1, &created["id"]).await;
         assert_eq!(image["status"], "ready", "{image}");
         ready.push(image);
     }
@@ -100,13 +95,9 @@ impl DownloadPair {
         let (db, bucket) = (TestDatabase::empty().await, TestBucket::new().await);
         let (download_port, management_port) = (free_port(), free_port());
         let url = |port: u16| format!("http://127.0.0.1:{port}");
-        let mut download: Vec<(&'static str, String)> = vec![
+        let mut download = bucket.env();
+        download.extend([
             ("DATABASE_URL", db.url.clone()),
-            ("S3_ENDPOINT", bucket.endpoint.clone()),
-            ("S3_REGION", bucket.region.clone()),
-            ("S3_BUCKET", bucket.bucket.clone()),
-            ("S3_ACCESS_KEY", bucket.access_key.clone()),
-            ("S3_SECRET_KEY", bucket.secret_key.clone()),
             ("DOWNLOAD_ALLOW_PRIVATE_NETWORKS", "true".into()),
             ("DOWNLOAD_CALLBACK_SECRET", CALLBACK_SECRET.into()),
             ("AUTH_JWT_SECRET", auth::SECRET.into()),
@@ -115,7 +106,7 @@ impl DownloadPair {
                 "MANAGEMENT_TOKEN",
                 auth::token("download-service", &["service"]),
             ),
-        ];
+        ]);
         for (name, value) in download_env {
             download.retain(|(n, _)| n != name);
             download.push((name, value.clone()));
@@ -123,7 +114,7 @@ impl DownloadPair {
         let download = RunningBinary::start_on(
             &binary("download-service", "pixpress-download"),
             download_port,
-            &as_refs(&download),
+            &borrowed(&download),
         )
         .await;
         let management = [
@@ -140,7 +131,7 @@ impl DownloadPair {
         let management = RunningBinary::start_on(
             &binary("management-api", "pixpress-management"),
             management_port,
-            &as_refs(&management),
+            &borrowed(&management),
         )
         .await;
         Self {
@@ -152,33 +143,17 @@ impl DownloadPair {
     }
 
     async fn metric(&self, base_url: &str, name: &str, outcome: &str) -> Option<f64> {
-        let text = reqwest::get(format!("{base_url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        pixpress_testkit::metrics::value(&text, name, &[("outcome", outcome)])
+        let text = metrics::scrape(&pixpress_testkit::http::client(), base_url).await;
+        metrics::value(&text, name, &[("outcome", outcome)])
     }
 
     /// Adds an image of user 1 and waits until it settles; the image.
     async fn settled_image(&self, host: &Fixture) -> Value {
         let http = client_as(&auth::admin());
-        let images = format!("{}/users/1/images", self.management.url);
-        let res = http
-            .post(&images)
-            .json(&json!({"url": format!("{}/cat.png", host.url)}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        let created: Value = res.json().await.unwrap();
-        let url = format!("{images}/{}", created["id"]);
-        eventually("the image to settle", PATIENCE, || async {
-            let image: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            (image["status"] != "pending").then_some(image)
-        })
-        .await
+        let management = &self.management.url;
+        let image_url = format!("{}/cat.png", host.url);
+        let created = add_image(&http, management, 1, &image_url).await;
+        settled_image(&http, management, 1, &created["id"]).await
     }
 
     /// The report was refused as `refusal`, and the image became ready by
@@ -201,10 +176,6 @@ impl DownloadPair {
         let (status, _) = fetch(image["original_url"].as_str().unwrap()).await;
         assert_eq!(status, 302, "served by {}", self.download.url);
     }
-}
-
-fn as_refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 #[tokio::test]

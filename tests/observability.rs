@@ -16,7 +16,7 @@ use pixpress_testkit::http::{eventually, free_port};
 use pixpress_testkit::images::{encode, two_tone};
 use pixpress_testkit::metrics;
 use serde_json::{json, Value};
-use support::{job_reaches, settled_image, stack, PATIENCE};
+use support::{add_image, job_reaches, settled_image, stack, PATIENCE};
 
 /// The scrape jobs of the shipped Prometheus configuration.
 const SERVICES: [&str; 4] = [
@@ -33,16 +33,9 @@ async fn exercise(stack: &Stack) {
     let http = client_as(&stack.token("0", &["admin"]));
     let png = encode(&two_tone(64, 48).into(), ImageFormat::Png);
     let host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
-    let image: Value = http
-        .post(format!("{}/users/1/images", stack.management_url))
-        .json(&json!({"url": format!("{}/x.png", host.url)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ready = settled_image(&http, stack, 1, &image["id"]).await;
+    let image_url = format!("{}/x.png", host.url);
+    let image = add_image(&http, &stack.management_url, 1, &image_url).await;
+    let ready = settled_image(&http, &stack.management_url, 1, &image["id"]).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     let job: Value = http
         .post(format!("{}/print/jobs", stack.print_url))
@@ -104,14 +97,7 @@ async fn every_metric_the_dashboard_asks_for_is_exposed() {
         &stack.management_url,
         &stack.printer_url,
     ] {
-        let text = http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics::scrape(&http, url).await;
         // Histograms as their `_bucket`/`_sum`/`_count` samples, as PromQL names them.
         exposed.extend(metrics::samples(&text).into_iter().map(|s| s.name));
     }

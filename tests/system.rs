@@ -9,7 +9,7 @@ use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::images::{encode, two_tone};
 use serde_json::{json, Value};
-use support::{job_reaches, settled_image, stack};
+use support::{add_image, job_reaches, settled_image, stack};
 
 async fn json(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status(), status);
@@ -23,17 +23,10 @@ async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
     let host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
     let http = client_as(&stack.token("0", &["admin"]));
 
-    let image = json(
-        http.post(format!("{}/users/1/images", stack.management_url))
-            .json(&json!({"url": format!("{}/cat.png", host.url)}))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
+    let image_url = format!("{}/cat.png", host.url);
+    let image = add_image(&http, &stack.management_url, 1, &image_url).await;
     assert_eq!(image["status"], "pending");
-    let ready = settled_image(&http, &stack, 1, &image["id"]).await;
+    let ready = settled_image(&http, &stack.management_url, 1, &image["id"]).await;
     assert_eq!(ready["status"], "ready", "{ready}");
 
     // The thumbnail a browser would show: a redirect to S3, then a JPEG that fits.
@@ -61,17 +54,10 @@ async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
     )
     .await;
     job_reaches(&http, &stack, job["id"].as_str().unwrap(), "completed").await;
-    let printed: Value = http
-        .get(format!("{}/jobs", stack.printer_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(printed[0]["image_url"], ready["original_url"]);
-    assert_eq!(printed[0]["printed"], 1);
-    assert_eq!(printed[0]["copies"], 2);
+    let printed = pixpress_testkit::printer::printed(&stack.printer_url).await;
+    assert_eq!(ready["original_url"], printed[0].image_url);
+    assert_eq!(printed[0].printed, 1);
+    assert_eq!(printed[0].copies, 2);
     // The printer can fetch what it was given: the original, via S3.
     let original = browser
         .get(ready["original_url"].as_str().unwrap())
@@ -88,16 +74,9 @@ async fn an_image_that_cannot_be_downloaded_fails_and_cannot_be_printed() {
     let (stack, _db) = stack().await;
     let host = Fixture::start(|_| Reply::bytes(404, "text/plain", b"gone".to_vec()));
     let http = client_as(&stack.token("0", &["admin"]));
-    let image = json(
-        http.post(format!("{}/users/2/images", stack.management_url))
-            .json(&json!({"url": format!("{}/gone.jpg", host.url)}))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
-    let failed = settled_image(&http, &stack, 2, &image["id"]).await;
+    let image_url = format!("{}/gone.jpg", host.url);
+    let image = add_image(&http, &stack.management_url, 2, &image_url).await;
+    let failed = settled_image(&http, &stack.management_url, 2, &image["id"]).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"], "http_status");
     let res = http

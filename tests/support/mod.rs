@@ -30,9 +30,33 @@ pub async fn stack() -> (Stack, TestDatabase) {
     (Stack::start(options).await.expect("the stack starts"), db)
 }
 
-/// Waits until `user`'s image `id` is no longer `pending`; returns it.
-pub async fn settled_image(http: &reqwest::Client, stack: &Stack, user: i64, id: &Value) -> Value {
-    let url = format!("{}/users/{user}/images/{id}", stack.management_url);
+/// Adds an image of `user` by its `image_url` at the management-api at
+/// `management_url` (201); the image as created.
+pub async fn add_image(
+    http: &reqwest::Client,
+    management_url: &str,
+    user: i64,
+    image_url: &str,
+) -> Value {
+    let res = http
+        .post(format!("{management_url}/users/{user}/images"))
+        .json(&json!({ "url": image_url }))
+        .send()
+        .await
+        .expect("POST /users/{user}/images gets an answer");
+    assert_eq!(res.status(), 201, "adding {image_url}");
+    res.json().await.expect("an image")
+}
+
+/// Waits until `user`'s image `id` at the management-api at `management_url` is no
+/// longer `pending`; returns it.
+pub async fn settled_image(
+    http: &reqwest::Client,
+    management_url: &str,
+    user: i64,
+    id: &Value,
+) -> Value {
+    let url = format!("{management_url}/users/{user}/images/{id}");
     eventually("the image to settle", PATIENCE, || async {
         let image: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
         (image["status"] != "pending").then_some(image)
@@ -228,15 +252,7 @@ impl Processes {
     /// The value of the sample `name` with exactly `labels` in the metrics of the
     /// process at `base_url` (`None` also while it does not answer).
     pub async fn metric(&self, base_url: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let text = self
-            .http
-            .get(format!("{base_url}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = metrics::try_scrape(&self.http, base_url).await?;
         metrics::value(&text, name, labels)
     }
 
@@ -259,7 +275,8 @@ fn free_ports() -> [u16; 3] {
     [port(0), port(1), port(2)]
 }
 
-fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+/// An environment as [`RunningBinary`] takes it.
+pub fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 

@@ -148,14 +148,7 @@ async fn metrics_are_labelled_by_route_pattern() {
         .send()
         .await
         .unwrap();
-    let text = c
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = pixpress_testkit::metrics::scrape(&c, &url).await;
     let endpoints: Vec<String> = pixpress_testkit::metrics::samples(&text)
         .into_iter()
         .filter_map(|s| s.label("endpoint").map(str::to_owned))

@@ -1,6 +1,7 @@
 //! A PostgreSQL server of one test's own, for the faults a shared server must not
-//! take: freezing it (SIGSTOP on every one of its processes, as a stalled disk or a
-//! paused VM would) and serving TLS only. Everything else uses [`crate::TestDatabase`].
+//! take: stopping and starting it again, freezing it (SIGSTOP on every one of its
+//! processes, as a stalled disk or a paused VM would) and serving TLS only.
+//! Everything else uses [`crate::TestDatabase`].
 //!
 //! The server is stopped and its directory removed when the [`OwnServer`] is dropped;
 //! a [`Frozen`] server thaws when its guard is dropped, which the borrow checker
@@ -10,7 +11,7 @@ use std::marker::PhantomData;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
+use pixpress_embedded::postgres::PostgresCluster;
 
 pub struct OwnServer {
     // Declared first: the server stops before its directory goes.
@@ -28,18 +29,7 @@ impl OwnServer {
     /// A fresh cluster on a free port. Panics with one line when none can be started.
     pub async fn start() -> Self {
         tokio::task::spawn_blocking(|| {
-            // A server kept in a static for a whole test binary leaves its directory.
-            crate::db::remove_stale_clusters();
-            let dir = tempfile::Builder::new()
-                .prefix("pixpress-pg-own-")
-                .tempdir()
-                .unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
-            let options = ClusterOptions {
-                data_dir: dir.path().join("data"),
-                port: free_port().unwrap_or_else(|e| panic!("finding a free port: {e}")),
-                durable: false,
-            };
-            let cluster = PostgresCluster::start(&options)
+            let (cluster, dir) = crate::db::start_cluster("pixpress-pg-own-")
                 .unwrap_or_else(|e| panic!("starting a PostgreSQL of the test's own: {e}"));
             Self { cluster, _dir: dir }
         })
@@ -75,6 +65,30 @@ impl OwnServer {
         })
         .await
         .unwrap_or_else(|e| panic!("starting PostgreSQL with TLS: {e}"))
+    }
+
+    /// Stops the server as an operator's restart begins (a fast shutdown: connections
+    /// are closed, new ones refused), keeping its port and data; it is handed back
+    /// stopped, for [`start_again`](Self::start_again).
+    pub async fn stop(mut self) -> Self {
+        tokio::task::spawn_blocking(move || {
+            self.cluster.stop();
+            self
+        })
+        .await
+        .unwrap_or_else(|e| panic!("stopping the PostgreSQL of the test's own: {e}"))
+    }
+
+    /// Starts a stopped server again on its port, with its data.
+    pub async fn start_again(mut self) -> Self {
+        tokio::task::spawn_blocking(move || {
+            self.cluster
+                .start_again()
+                .unwrap_or_else(|e| panic!("starting the PostgreSQL of the test's own again: {e}"));
+            self
+        })
+        .await
+        .unwrap_or_else(|e| panic!("starting the PostgreSQL of the test's own again: {e}"))
     }
 
     pub fn port(&self) -> u16 {

@@ -22,7 +22,7 @@ mod cleanup;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
+use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster, PostgresError};
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
@@ -159,7 +159,7 @@ async fn configured_server() -> Option<String> {
 
 /// Removes throwaway clusters of earlier test binaries (their servers died with
 /// them, but statics are never dropped, so their directories stay).
-pub(crate) fn remove_stale_clusters() {
+fn remove_stale_clusters() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -194,22 +194,31 @@ pub(crate) fn remove_stale_clusters() {
     }
 }
 
+/// A fresh, non-durable cluster on a free port, in a new temporary directory whose
+/// name starts with `prefix` (one of [`remove_stale_clusters`]'s `pixpress-pg-…`),
+/// after sweeping the leftovers of earlier test binaries. Drop the cluster before
+/// the directory.
+pub(crate) fn start_cluster(
+    prefix: &str,
+) -> Result<(PostgresCluster, tempfile::TempDir), PostgresError> {
+    remove_stale_clusters();
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
+    let options = ClusterOptions {
+        data_dir: dir.path().join("data"),
+        port: free_port().unwrap_or_else(|e| panic!("finding a free port: {e}")),
+        durable: false,
+    };
+    Ok((PostgresCluster::start(&options)?, dir))
+}
+
 fn start_throwaway() -> String {
     let (cluster, _dir) = THROWAWAY.get_or_init(|| {
-        remove_stale_clusters();
-        let dir = tempfile::Builder::new()
-            .prefix("pixpress-pg-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
-        let options = ClusterOptions {
-            data_dir: dir.path().join("data"),
-            port: free_port().unwrap_or_else(|e| panic!("finding a free port: {e}")),
-            durable: false,
-        };
-        let cluster = PostgresCluster::start(&options).unwrap_or_else(|e| {
+        start_cluster("pixpress-pg-").unwrap_or_else(|e| {
             panic!("no PostgreSQL at {DEFAULT_SERVER} and none could be started: {e}")
-        });
-        (cluster, dir)
+        })
     });
     cluster.url("postgres")
 }

@@ -62,13 +62,7 @@ pub async fn assert_operational_routes(base_url: &str) {
         .expect("GET /health");
     assert_eq!(health.status(), 200);
 
-    let metrics = c
-        .get(format!("{base_url}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(metrics.status(), 200);
-    let text = metrics.text().await.expect("metrics body");
+    let text = crate::metrics::scrape(&c, base_url).await;
     assert!(
         text.contains("# TYPE pixpress_http_requests_total counter"),
         "no HTTP request counter in:\n{text}"

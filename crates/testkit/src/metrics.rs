@@ -4,10 +4,33 @@
 //!
 //! It reads what the Prometheus client libraries write (`# HELP`/`# TYPE` comments,
 //! escaped label values, `+Inf`/`-Inf`/`NaN`, optional timestamps); it does not
-//! check the comments or group samples into metric families.
+//! check the comments or group samples into metric families. [`scrape`] fetches the
+//! text, as Prometheus would.
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// What `GET {base_url}/metrics` answers; panics saying which service did not
+/// answer 200 with a text (a test that reads metrics needs them).
+pub async fn scrape(http: &reqwest::Client, base_url: &str) -> String {
+    let url = format!("{base_url}/metrics");
+    let res = http
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(res.status(), 200, "GET {url}");
+    res.text()
+        .await
+        .unwrap_or_else(|e| panic!("reading the body of GET {url}: {e}"))
+}
+
+/// [`scrape`], `None` while the service does not answer (for polling one that may be
+/// down, starting or busy).
+pub async fn try_scrape(http: &reqwest::Client, base_url: &str) -> Option<String> {
+    let res = http.get(format!("{base_url}/metrics")).send().await.ok()?;
+    res.text().await.ok()
+}
 
 /// One line of an exposition: `name{labels} value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,6 +291,28 @@ not_a_number NaN
     fn sums_every_series_of_a_name() {
         assert_eq!(sum(TEXT, "pixpress_http_requests_total"), 5.0);
         assert_eq!(sum(TEXT, "nothing"), 0.0);
+    }
+
+    #[tokio::test]
+    async fn scrapes_the_text_of_a_services_metrics() {
+        let service = crate::fixture::Fixture::start(|req| match req.path.as_str() {
+            "/metrics" => crate::fixture::Reply::bytes(200, "text/plain", TEXT.as_bytes().to_vec()),
+            _ => crate::fixture::Reply::bytes(404, "text/plain", Vec::new()),
+        });
+        let http = reqwest::Client::new();
+        assert_eq!(scrape(&http, &service.url).await, TEXT);
+        assert_eq!(try_scrape(&http, &service.url).await.as_deref(), Some(TEXT));
+        let nobody = "http://127.0.0.1:1";
+        assert_eq!(try_scrape(&http, nobody).await, None);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "/metrics")]
+    async fn scraping_a_service_that_does_not_serve_metrics_panics_naming_it() {
+        let service = crate::fixture::Fixture::start(|_| {
+            crate::fixture::Reply::bytes(404, "text/plain", b"no".to_vec())
+        });
+        scrape(&reqwest::Client::new(), &service.url).await;
     }
 
     #[test]

@@ -89,6 +89,17 @@ impl TestBucket {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// The `S3_*` settings that point a service process at this bucket.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("S3_ENDPOINT", self.endpoint.clone()),
+            ("S3_REGION", self.region.clone()),
+            ("S3_BUCKET", self.bucket.clone()),
+            ("S3_ACCESS_KEY", self.access_key.clone()),
+            ("S3_SECRET_KEY", self.secret_key.clone()),
+        ]
+    }
 }
 
 impl TestBucket {

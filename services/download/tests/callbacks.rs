@@ -5,10 +5,8 @@
 mod helpers;
 
 use helpers::{TestApp, PATIENCE};
-use image::ImageFormat;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::eventually;
-use pixpress_testkit::images::{encode, two_tone};
 use pixpress_testkit::metrics;
 use serde_json::{json, Value};
 
@@ -22,11 +20,13 @@ async fn spawn_under_mgmt() -> TestApp {
 }
 
 fn image(app: &TestApp) -> String {
-    app.host.image(
-        "/a.png",
-        "image/png",
-        encode(&two_tone(8, 8).into(), ImageFormat::Png),
-    )
+    app.host.png("/a.png", 8, 8)
+}
+
+/// Asks for a download of [`image`] whose result goes to `callback_url`.
+async fn download_calling_back(app: &TestApp, callback_url: &str) -> reqwest::Response {
+    let body = json!({"url": image(app), "callback_url": callback_url});
+    app.post_download(&app.http, &body).await
 }
 
 /// `host:port` of the receiver.
@@ -58,12 +58,7 @@ async fn callback_urls_outside_management_url_are_refused_and_nothing_is_queued(
         format!("//{at}/mgmt/x"),
     ];
     for callback in &hostile {
-        let res = app
-            .post_download(
-                &app.http,
-                &json!({"url": image(&app), "callback_url": callback}),
-            )
-            .await;
+        let res = download_calling_back(&app, callback).await;
         assert_eq!(res.status(), 400, "{callback}");
         let problem: Value = res.json().await.unwrap();
         assert_eq!(
@@ -84,12 +79,7 @@ async fn callback_urls_under_management_url_are_accepted() {
         format!("http://{at}/mgmt/./internal/images/2/download"),
         format!("http://{at}/mgmt/internal/../internal/images/3/download?attempt=2"),
     ] {
-        let res = app
-            .post_download(
-                &app.http,
-                &json!({"url": image(&app), "callback_url": callback}),
-            )
-            .await;
+        let res = download_calling_back(&app, &callback).await;
         assert_eq!(res.status(), 202, "{callback}");
     }
     assert_eq!(app.stored_tasks().await, 3);
@@ -99,12 +89,7 @@ async fn callback_urls_under_management_url_are_accepted() {
 async fn without_a_management_url_no_callback_is_accepted() {
     let app = TestApp::spawn_with(|c| c.management_url = None).await;
     let callback = format!("{}/done", app.receiver.url);
-    let res = app
-        .post_download(
-            &app.http,
-            &json!({"url": image(&app), "callback_url": callback}),
-        )
-        .await;
+    let res = download_calling_back(&app, &callback).await;
     assert_eq!(res.status(), 400);
     let res = app
         .post_download(&app.http, &json!({"url": image(&app)}))
@@ -157,15 +142,7 @@ async fn a_stored_callback_outside_management_url_is_never_sent() {
     .await;
     assert!(elsewhere.requests().is_empty(), "nothing sent elsewhere");
     assert!(app.receiver.requests().is_empty(), "nor redirected");
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics::scrape(&app.http, &app.url).await;
     let refused = metrics::value(
         &text,
         "pixpress_download_callbacks_total",

@@ -12,12 +12,10 @@ use pixpress_testkit::http::eventually;
 use pixpress_testkit::images::{encode, two_tone};
 use serde_json::Value;
 
-/// Downloads `bytes` from `path` on the image host, to the end.
-async fn downloaded(app: &TestApp, path: &str, bytes: Vec<u8>) -> Value {
-    let url = app.host.image(path, "image/png", bytes);
-    let task = app.finished(&app.download(&url).await).await;
-    assert_eq!(task["state"], "completed", "{task}");
-    task
+/// Downloads [`png`] from `path` on the image host, to the end.
+async fn downloaded(app: &TestApp, path: &str) -> Value {
+    app.downloaded(&app.host.image(path, "image/png", png()))
+        .await
 }
 
 fn png() -> Vec<u8> {
@@ -38,27 +36,21 @@ fn objects(app: &TestApp) -> Vec<String> {
 #[tokio::test]
 async fn deleting_the_only_task_of_an_image_removes_its_objects_and_its_links() {
     let app = TestApp::spawn().await;
-    let task = downloaded(&app, "/a.png", png()).await;
+    let task = downloaded(&app, "/a.png").await;
     assert_eq!(objects(&app).len(), 2);
 
     assert_eq!(app.delete(id(&task)).await, 204);
     assert!(objects(&app).is_empty(), "left behind: {:?}", objects(&app));
     assert_eq!(app.image_status(id(&task), "original").await, 404);
     assert_eq!(app.image_status(id(&task), "thumbnail").await, 404);
-    let res = app
-        .http
-        .get(format!("{}/downloads/{}", app.url, id(&task)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(app.get_task(&app.http, id(&task)).await.status(), 404);
 }
 
 #[tokio::test]
 async fn objects_another_task_refers_to_stay_until_the_last_one_goes() {
     let app = TestApp::spawn().await;
-    let first = downloaded(&app, "/a.png", png()).await;
-    let second = downloaded(&app, "/b.png", png()).await;
+    let first = downloaded(&app, "/a.png").await;
+    let second = downloaded(&app, "/b.png").await;
     assert_eq!(first["original_key"], second["original_key"]);
 
     assert_eq!(app.delete(id(&first)).await, 204);
@@ -79,7 +71,7 @@ async fn objects_another_task_refers_to_stay_until_the_last_one_goes() {
 #[tokio::test]
 async fn deleting_again_is_204_and_an_unknown_task_is_404() {
     let app = TestApp::spawn().await;
-    let task = downloaded(&app, "/a.png", png()).await;
+    let task = downloaded(&app, "/a.png").await;
     assert_eq!(app.delete(id(&task)).await, 204);
     assert_eq!(
         app.delete(id(&task)).await,
@@ -113,13 +105,7 @@ async fn a_task_deleted_before_it_ran_is_never_downloaded_nor_reported() {
         .await;
     app.finished(&after).await;
 
-    let paths: Vec<String> = app
-        .host
-        .fixture
-        .requests()
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let paths = app.host.requested_paths();
     assert_eq!(paths, ["/slow.png", "/after.png"]);
     eventually("both reports", PATIENCE, || async {
         (app.receiver.requests().len() == 2).then_some(())

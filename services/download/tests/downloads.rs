@@ -172,11 +172,7 @@ async fn a_redirect_to_loopback_is_a_forbidden_address_when_private_networks_are
     })
     .await;
     let port = app.host.fixture.url.rsplit(':').next().unwrap().to_owned();
-    let target = app.host.image(
-        "/secret.png",
-        "image/png",
-        encode(&two_tone(8, 8).into(), ImageFormat::Png),
-    );
+    let target = app.host.png("/secret.png", 8, 8);
     let _ = target;
     let hop = app.host.serve(
         "/hop",
@@ -184,24 +180,14 @@ async fn a_redirect_to_loopback_is_a_forbidden_address_when_private_networks_are
             .header("location", &format!("http://localhost:{port}/secret.png")),
     );
     assert_eq!(failure(&app, &hop).await["error"], "forbidden_address");
-    let paths: Vec<String> = app
-        .host
-        .fixture
-        .requests()
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let paths = app.host.requested_paths();
     assert_eq!(paths, ["/hop"], "the forbidden hop is never requested");
 }
 
 #[tokio::test]
 async fn while_s3_is_down_downloads_retry_and_complete_when_it_is_back() {
     let mut app = TestApp::spawn().await;
-    let url = app.host.image(
-        "/later.png",
-        "image/png",
-        encode(&two_tone(32, 16).into(), ImageFormat::Png),
-    );
+    let url = app.host.png("/later.png", 32, 16);
     app.bucket.stop_server().await;
     let task = app.download(&url).await;
     let id = task["id"].as_str().unwrap().to_owned();
@@ -218,11 +204,7 @@ async fn while_s3_is_down_downloads_retry_and_complete_when_it_is_back() {
 #[tokio::test]
 async fn the_completion_callback_is_signed_and_carries_the_task() {
     let app = TestApp::spawn().await;
-    let url = app.host.image(
-        "/cb.png",
-        "image/png",
-        encode(&two_tone(16, 16).into(), ImageFormat::Png),
-    );
+    let url = app.host.png("/cb.png", 16, 16);
     let task = app.finished(&app.download(&url).await).await;
     let call = eventually("the callback", PATIENCE, || async {
         app.receiver.requests().pop()

@@ -5,10 +5,8 @@
 mod helpers;
 
 use helpers::TestApp;
-use image::ImageFormat;
 use pixpress_testkit::auth;
 use pixpress_testkit::http::client;
-use pixpress_testkit::images::{encode, two_tone};
 use serde_json::{json, Value};
 
 const SOME_TASK: &str = "0191e0c2-7f3a-7000-8000-000000000000";
@@ -60,11 +58,7 @@ async fn assert_refused(res: reqwest::Response, status: u16, code: &str, what: &
 #[tokio::test]
 async fn a_download_without_a_service_token_is_refused_and_nothing_is_queued() {
     let app = TestApp::spawn().await;
-    let url = app.host.image(
-        "/a.png",
-        "image/png",
-        encode(&two_tone(8, 8).into(), ImageFormat::Png),
-    );
+    let url = app.host.png("/a.png", 8, 8);
     let body = json!({"url": url, "callback_url": format!("{}/done", app.receiver.url)});
     for (what, caller, status, code) in refused_callers() {
         let res = app.post_download(&caller, &body).await;
@@ -88,25 +82,12 @@ async fn a_download_without_a_service_token_is_refused_and_nothing_is_queued() {
 #[tokio::test]
 async fn reading_and_deleting_tasks_want_the_service_role_too() {
     let app = TestApp::spawn().await;
-    let url = app.host.image(
-        "/a.png",
-        "image/png",
-        encode(&two_tone(8, 8).into(), ImageFormat::Png),
-    );
-    let task = app.finished(&app.download(&url).await).await;
+    let task = app.downloaded(&app.host.png("/a.png", 8, 8)).await;
     let id = task["id"].as_str().unwrap();
     for (what, caller, status, code) in refused_callers() {
-        let res = caller
-            .get(format!("{}/downloads/{id}", app.url))
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_task(&caller, id).await;
         assert_refused(res, status, code, &format!("GET with {what}")).await;
-        let res = caller
-            .delete(format!("{}/downloads/{id}", app.url))
-            .send()
-            .await
-            .unwrap();
+        let res = app.delete_task(&caller, id).await;
         assert_refused(res, status, code, &format!("DELETE with {what}")).await;
     }
     assert_eq!(app.task(id).await["state"], "completed", "still there");
@@ -117,30 +98,17 @@ async fn reading_and_deleting_tasks_want_the_service_role_too() {
 async fn admins_may_call_the_internal_routes() {
     let app = TestApp::spawn().await;
     let admin = auth::client_as(&auth::admin());
-    let url = app.host.image(
-        "/a.png",
-        "image/png",
-        encode(&two_tone(8, 8).into(), ImageFormat::Png),
-    );
+    let url = app.host.png("/a.png", 8, 8);
     let res = app.post_download(&admin, &json!({"url": url})).await;
     assert_eq!(res.status(), 202);
-    let res = admin
-        .get(format!("{}/downloads/{SOME_TASK}", app.url))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_task(&admin, SOME_TASK).await;
     assert_eq!(res.status(), 404, "let in, and told there is no such task");
 }
 
 #[tokio::test]
 async fn image_links_need_no_token() {
     let app = TestApp::spawn().await;
-    let url = app.host.image(
-        "/a.png",
-        "image/png",
-        encode(&two_tone(8, 8).into(), ImageFormat::Png),
-    );
-    let task = app.finished(&app.download(&url).await).await;
+    let task = app.downloaded(&app.host.png("/a.png", 8, 8)).await;
     let id = task["id"].as_str().unwrap();
     assert_eq!(app.image_status(id, "original").await, 302);
     assert_eq!(app.image_status(id, "thumbnail").await, 302);

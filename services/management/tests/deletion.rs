@@ -7,42 +7,18 @@ mod helpers;
 use std::time::Duration;
 
 use helpers::{
-    client, create_pending, metrics, outcome_count, signed_callback, spawn, taken_task, task,
-    FakeDownloadService,
+    client, create_pending, delete, metrics, outcome_count, spawn, FakeDownloadService,
+    RequestedImage, CAT,
 };
 use pixpress_testkit::http::eventually;
 use serde_json::Value;
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
-const CAT: &str = "https://images.test/cat.jpg";
 const DELETIONS: &str = "pixpress_management_task_deletions_total";
 
-/// A management-api asking `downloads`, with a ready image of user 1; the image and
-/// its task.
-async fn app_with_a_ready_image(downloads: &FakeDownloadService) -> (String, Value, Uuid) {
-    let download_url = downloads.url();
-    let url = spawn(|c| c.download_url = download_url);
-    let created = create_pending(&url, 1, CAT).await;
-    let task_id = taken_task(&url, downloads).await;
-    let report = task(task_id, CAT, "completed", None);
-    assert_eq!(
-        signed_callback(&url, &created["id"], &report)
-            .await
-            .status(),
-        204
-    );
-    (url, created, task_id)
-}
-
-async fn delete(url: &str, id: &Value) -> u16 {
-    client()
-        .delete(format!("{url}/users/1/images/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+/// An image of user 1 downloaded to the end.
+async fn ready_image(downloads: &FakeDownloadService) -> RequestedImage {
+    RequestedImage::reported(downloads, "completed", None).await
 }
 
 async fn get_status(url: &str, id: &Value) -> u16 {
@@ -58,8 +34,8 @@ async fn get_status(url: &str, id: &Value) -> u16 {
 #[tokio::test]
 async fn deleting_an_image_deletes_its_download_task() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = app_with_a_ready_image(&downloads).await;
-    assert_eq!(delete(&url, &created["id"]).await, 204);
+    let (url, created, task_id) = ready_image(&downloads).await.into_parts();
+    assert_eq!(delete(&url, 1, &created["id"]).await.status(), 204);
     assert_eq!(get_status(&url, &created["id"]).await, 404);
     eventually("the task to be deleted", WAIT, || async {
         downloads.tasks().is_empty().then_some(())
@@ -74,9 +50,9 @@ async fn deleting_an_image_deletes_its_download_task() {
 #[tokio::test]
 async fn a_deletion_download_service_cannot_take_is_retried_until_it_does() {
     let downloads = FakeDownloadService::start();
-    let (url, created, _) = app_with_a_ready_image(&downloads).await;
+    let (url, created, _) = ready_image(&downloads).await.into_parts();
     downloads.go_down_for(3);
-    assert_eq!(delete(&url, &created["id"]).await, 204);
+    assert_eq!(delete(&url, 1, &created["id"]).await.status(), 204);
     // Gone for the user at once, whatever download-service says.
     assert_eq!(get_status(&url, &created["id"]).await, 404);
 
@@ -108,9 +84,9 @@ async fn a_deletion_download_service_cannot_take_is_retried_until_it_does() {
 #[tokio::test]
 async fn a_task_download_service_no_longer_has_counts_as_deleted() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = app_with_a_ready_image(&downloads).await;
+    let (url, created, task_id) = ready_image(&downloads).await.into_parts();
     downloads.lose(task_id);
-    assert_eq!(delete(&url, &created["id"]).await, 204);
+    assert_eq!(delete(&url, 1, &created["id"]).await.status(), 204);
     eventually("the deletion to be counted", WAIT, || async {
         (outcome_count(&url, DELETIONS, "deleted").await == Some(1.0)).then_some(())
     })
@@ -126,7 +102,7 @@ async fn an_image_deleted_before_download_service_took_it_is_never_downloaded() 
     // download-service is busy: it refuses every request until the image is gone.
     downloads.go_down_for(usize::MAX);
     let created = create_pending(&url, 1, CAT).await;
-    assert_eq!(delete(&url, &created["id"]).await, 204);
+    assert_eq!(delete(&url, 1, &created["id"]).await.status(), 204);
     let name = "pixpress_management_downloads_requested_total";
     eventually("the request to be abandoned", WAIT, || async {
         (outcome_count(&url, name, "abandoned").await == Some(1.0)).then_some(())

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helpers::{
-    assert_problem, callback_with, client, closed_port_url, create, create_pending, download_token,
-    image, lookup, metrics, outcome_count, signed_callback, spawn, taken_task, task,
-    FakeDownloadService, SECRET,
+    assert_documented, assert_problem, callback_with, client, closed_port_url, create,
+    create_pending, delete, download_token, image, lookup, metrics, outcome_count, signed_callback,
+    spawn, taken_task, task, FakeDownloadService, RequestedImage, CAT, SECRET,
 };
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::fixture::{Fixture, Recorded, Reply};
@@ -37,16 +37,6 @@ async fn first_download_request(fixture: &Fixture) -> Recorded {
     .await
 }
 
-/// A management-api asking `downloads`, with one pending image of user 1 that
-/// download-service has taken; the image and its task.
-async fn app_with_a_requested_image(downloads: &FakeDownloadService) -> (String, Value, Uuid) {
-    let download_url = downloads.url();
-    let url = spawn(|c| c.download_url = download_url);
-    let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
-    let task = taken_task(&url, downloads).await;
-    (url, created, task)
-}
-
 #[tokio::test]
 async fn a_pending_image_is_answered_at_once_then_sent_to_download_service() {
     // download-service takes its time: the 201 must not wait for it.
@@ -60,7 +50,7 @@ async fn a_pending_image_is_answered_at_once_then_sent_to_download_service() {
     let res = client()
         .post(format!("{url}/users/7/images"))
         .header("x-request-id", "create-cat-7")
-        .json(&json!({"url": "https://images.test/cat.jpg"}))
+        .json(&json!({"url": CAT}))
         .send()
         .await
         .unwrap();
@@ -77,7 +67,7 @@ async fn a_pending_image_is_answered_at_once_then_sent_to_download_service() {
     assert_eq!(
         body,
         json!({
-            "url": "https://images.test/cat.jpg",
+            "url": CAT,
             "callback_url": format!("{url}/internal/images/{}/download", created["id"]),
         })
     );
@@ -105,9 +95,9 @@ async fn a_test_only_ready_image_is_not_downloaded() {
 #[tokio::test]
 async fn a_completed_download_makes_the_image_ready_and_printable() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
+    let (url, created, task_id) = RequestedImage::start(&downloads).await.into_parts();
     let id = &created["id"];
-    let report = task(task_id, "https://images.test/cat.jpg", "completed", None);
+    let report = task(task_id, CAT, "completed", None);
 
     assert_eq!(signed_callback(&url, id, &report).await.status(), 204);
     let ready = image(&url, 1, id).await;
@@ -117,7 +107,7 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
         json!({
             "id": id,
             "user_id": 1,
-            "url": "https://images.test/cat.jpg",
+            "url": CAT,
             "status": "ready",
             "original_url": original,
             "thumbnail_url": format!("{}/images/{task_id}/thumbnail", downloads.url()),
@@ -134,19 +124,9 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
 
     // A different outcome for an image already settled is refused, and so is the
     // report of a task the image never waited for.
-    let failed = task(
-        task_id,
-        "https://images.test/cat.jpg",
-        "failed",
-        Some("timeout"),
-    );
+    let failed = task(task_id, CAT, "failed", Some("timeout"));
     assert_problem(signed_callback(&url, id, &failed).await, 409).await;
-    let other_task = task(
-        Uuid::new_v4(),
-        "https://images.test/cat.jpg",
-        "completed",
-        None,
-    );
+    let other_task = task(Uuid::new_v4(), CAT, "completed", None);
     assert_problem(signed_callback(&url, id, &other_task).await, 409).await;
     assert_eq!(image(&url, 1, id).await, ready);
 
@@ -167,14 +147,9 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
 #[tokio::test]
 async fn a_failed_download_fails_the_image_with_its_code() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
+    let (url, created, task_id) = RequestedImage::start(&downloads).await.into_parts();
     let id = &created["id"];
-    let report = task(
-        task_id,
-        "https://images.test/cat.jpg",
-        "failed",
-        Some("not_an_image"),
-    );
+    let report = task(task_id, CAT, "failed", Some("not_an_image"));
 
     assert_eq!(signed_callback(&url, id, &report).await.status(), 204);
     let failed = image(&url, 1, id).await;
@@ -191,9 +166,9 @@ async fn a_failed_download_fails_the_image_with_its_code() {
 #[tokio::test]
 async fn reports_without_a_valid_signature_are_refused_and_change_nothing() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
+    let (url, created, task_id) = RequestedImage::start(&downloads).await.into_parts();
     let id = &created["id"];
-    let body = task(task_id, "https://images.test/cat.jpg", "completed", None).to_string();
+    let body = task(task_id, CAT, "completed", None).to_string();
     let secret = WebhookSecret::parse(SECRET).unwrap();
     let (stranger, _) = WebhookSecret::generate();
     let stale = unix_now() - 600;
@@ -234,9 +209,9 @@ async fn without_a_configured_secret_every_report_is_refused() {
         c.download_url = download_url;
         c.download_callback_secret = None;
     });
-    let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
+    let created = create_pending(&url, 1, CAT).await;
     let task_id = taken_task(&url, &downloads).await;
-    let report = task(task_id, "https://images.test/cat.jpg", "completed", None);
+    let report = task(task_id, CAT, "completed", None);
     assert_problem(signed_callback(&url, &created["id"], &report).await, 401).await;
     assert_eq!(image(&url, 1, &created["id"]).await["status"], "pending");
 }
@@ -244,29 +219,23 @@ async fn without_a_configured_secret_every_report_is_refused() {
 #[tokio::test]
 async fn reports_for_unknown_or_deleted_images_are_404() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
-    let report = task(task_id, "https://images.test/cat.jpg", "completed", None);
+    let (url, created, task_id) = RequestedImage::start(&downloads).await.into_parts();
+    let report = task(task_id, CAT, "completed", None);
     assert_problem(signed_callback(&url, &json!(9999), &report).await, 404).await;
 
-    let deleted = client()
-        .delete(format!("{url}/users/1/images/{}", created["id"]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    assert_eq!(delete(&url, 1, &created["id"]).await.status(), 204);
     assert_problem(signed_callback(&url, &created["id"], &report).await, 404).await;
 }
 
 #[tokio::test]
 async fn reports_that_are_not_a_finished_task_are_400() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = app_with_a_requested_image(&downloads).await;
+    let (url, created, task_id) = RequestedImage::start(&downloads).await.into_parts();
     let id = &created["id"];
-    let cat = "https://images.test/cat.jpg";
     for report in [
         json!({"state": "completed"}),
-        task(task_id, cat, "running", None),
-        task(task_id, cat, "failed", None),
+        task(task_id, CAT, "running", None),
+        task(task_id, CAT, "failed", None),
     ] {
         assert_problem(signed_callback(&url, id, &report).await, 400).await;
     }
@@ -279,7 +248,7 @@ async fn an_unreachable_download_service_fails_the_image_as_unreachable() {
         c.download_url = closed_port_url();
         c.download_retry_secs = 1;
     });
-    let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
+    let created = create_pending(&url, 1, CAT).await;
     let id = &created["id"];
     let failed = eventually("the image to fail", WAIT, || async {
         let now = image(&url, 1, id).await;
@@ -306,7 +275,7 @@ async fn a_download_service_answering_5xx_is_asked_again_until_it_takes_the_down
     });
     let download_url = fixture.url.clone();
     let url = spawn(|c| c.download_url = download_url);
-    let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
+    let created = create_pending(&url, 1, CAT).await;
     eventually("the download to be accepted", WAIT, || async {
         let name = "pixpress_management_downloads_requested_total";
         (outcome_count(&url, name, "accepted").await == Some(1.0)).then_some(())
@@ -321,7 +290,7 @@ async fn a_download_service_refusing_the_url_fails_the_image_without_asking_agai
     let fixture = Fixture::start(|_| Reply::json(400, json!({"title": "bad url"})));
     let download_url = fixture.url.clone();
     let url = spawn(|c| c.download_url = download_url);
-    let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
+    let created = create_pending(&url, 1, CAT).await;
     let failed = eventually("the image to fail", WAIT, || async {
         let now = image(&url, 1, &created["id"]).await;
         (now["status"] != "pending").then_some(now)
@@ -334,21 +303,9 @@ async fn a_download_service_refusing_the_url_fails_the_image_without_asking_agai
 #[tokio::test]
 async fn the_download_callback_is_documented() {
     let url = spawn(|_| {});
-    let doc: Value = client()
-        .get(format!("{url}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let route = &doc["paths"]["/internal/images/{image_id}/download"]["post"];
-    for status in ["204", "400", "401", "403", "404", "409"] {
-        assert!(
-            route["responses"][status].is_object(),
-            "{status} in {route}"
-        );
-    }
+    let path = "/internal/images/{image_id}/download";
+    let statuses = ["204", "400", "401", "403", "404", "409"];
+    let route = assert_documented(&url, path, "post", &statuses).await;
     assert_eq!(route["security"], json!([{"bearer": []}]));
 }
 

@@ -9,43 +9,28 @@ use std::time::{Duration, Instant};
 
 use helpers::{
     create_pending, image, outcome_count, signed_callback, spawn_app, taken_task, task,
-    FakeDownloadService,
+    FakeDownloadService, RequestedImage, CAT,
 };
 use pixpress_management::{Reconciled, Reconciler};
 use pixpress_testkit::http::eventually;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
-const CAT: &str = "https://images.test/cat.jpg";
-
-/// management-api asking `downloads`, with a pending image of user 1 that
-/// download-service has taken (and whose report will never come).
-struct Lost {
-    url: String,
-    reconciler: Reconciler,
-    image: Value,
-    task: Uuid,
-}
-
-async fn lost_report(downloads: &FakeDownloadService) -> Lost {
-    let download_url = downloads.url();
-    let (url, reconciler) = spawn_app(|c| c.download_url = download_url);
-    let image = create_pending(&url, 1, CAT).await;
-    let task = taken_task(&url, downloads).await;
-    Lost {
-        url,
-        reconciler,
-        image,
-        task,
-    }
-}
 
 /// A round as if the default deadline (300 s) had passed.
 async fn round_after_the_deadline(reconciler: &Reconciler) -> Vec<(i64, Reconciled)> {
     reconciler
         .reconcile_once(Instant::now() + Duration::from_secs(300))
         .await
+}
+
+/// Asserts that the image is `failed` with `code`.
+async fn assert_failed_with(lost: &RequestedImage, code: &str) {
+    let failed = image(&lost.url, 1, &lost.image["id"]).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["error"].as_str()),
+        (Some("failed"), Some(code))
+    );
 }
 
 fn id(image: &Value) -> i64 {
@@ -55,7 +40,7 @@ fn id(image: &Value) -> i64 {
 #[tokio::test]
 async fn a_completed_task_makes_the_image_ready_as_its_report_would() {
     let downloads = FakeDownloadService::start();
-    let lost = lost_report(&downloads).await;
+    let lost = RequestedImage::start(&downloads).await;
     downloads.finish(lost.task, "completed", None);
 
     let round = round_after_the_deadline(&lost.reconciler).await;
@@ -85,22 +70,18 @@ async fn a_completed_task_makes_the_image_ready_as_its_report_would() {
 #[tokio::test]
 async fn a_failed_task_fails_the_image_with_its_code() {
     let downloads = FakeDownloadService::start();
-    let lost = lost_report(&downloads).await;
+    let lost = RequestedImage::start(&downloads).await;
     downloads.finish(lost.task, "failed", Some("not_an_image"));
 
     let round = round_after_the_deadline(&lost.reconciler).await;
     assert_eq!(round, vec![(id(&lost.image), Reconciled::Failed)]);
-    let failed = image(&lost.url, 1, &lost.image["id"]).await;
-    assert_eq!(
-        (failed["status"].as_str(), failed["error"].as_str()),
-        (Some("failed"), Some("not_an_image"))
-    );
+    assert_failed_with(&lost, "not_an_image").await;
 }
 
 #[tokio::test]
 async fn a_task_still_running_leaves_the_image_pending() {
     let downloads = FakeDownloadService::start();
-    let lost = lost_report(&downloads).await;
+    let lost = RequestedImage::start(&downloads).await;
     downloads.finish(lost.task, "running", None);
 
     let round = round_after_the_deadline(&lost.reconciler).await;
@@ -111,22 +92,18 @@ async fn a_task_still_running_leaves_the_image_pending() {
 #[tokio::test]
 async fn a_task_download_service_lost_fails_the_image_as_unreachable() {
     let downloads = FakeDownloadService::start();
-    let lost = lost_report(&downloads).await;
+    let lost = RequestedImage::start(&downloads).await;
     downloads.lose(lost.task);
 
     let round = round_after_the_deadline(&lost.reconciler).await;
     assert_eq!(round, vec![(id(&lost.image), Reconciled::Lost)]);
-    let failed = image(&lost.url, 1, &lost.image["id"]).await;
-    assert_eq!(
-        (failed["status"].as_str(), failed["error"].as_str()),
-        (Some("failed"), Some("unreachable"))
-    );
+    assert_failed_with(&lost, "unreachable").await;
 }
 
 #[tokio::test]
 async fn an_unavailable_download_service_is_asked_again_next_round() {
     let downloads = FakeDownloadService::start();
-    let lost = lost_report(&downloads).await;
+    let lost = RequestedImage::start(&downloads).await;
     downloads.finish(lost.task, "completed", None);
     downloads.go_down_for(1);
 
@@ -140,7 +117,7 @@ async fn an_unavailable_download_service_is_asked_again_next_round() {
 #[tokio::test]
 async fn images_pending_for_less_than_the_deadline_are_left_alone() {
     let downloads = FakeDownloadService::start();
-    let lost = lost_report(&downloads).await;
+    let lost = RequestedImage::start(&downloads).await;
     downloads.finish(lost.task, "completed", None);
 
     assert_eq!(lost.reconciler.reconcile_once(Instant::now()).await, vec![]);

@@ -5,33 +5,19 @@ mod helpers;
 use std::time::Duration;
 
 use helpers::{
-    assert_problem, client, create, create_pending, image, signed_callback, spawn, taken_task,
-    task, FakeDownloadService,
+    assert_documented, assert_problem, client, create, create_pending, image, signed_callback,
+    spawn, task, FakeDownloadService, RequestedImage, CAT,
 };
 use pixpress_kit::problem::PROBLEM_TYPE_BASE;
 use pixpress_testkit::auth;
 use pixpress_testkit::http::eventually;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
-const CAT: &str = "https://images.test/cat.jpg";
 
-/// A management-api asking `downloads`, with an image of user 1 whose download
-/// failed with `timeout`; the image and its task.
-async fn app_with_a_failed_image(downloads: &FakeDownloadService) -> (String, Value, Uuid) {
-    let download_url = downloads.url();
-    let url = spawn(|c| c.download_url = download_url);
-    let created = create_pending(&url, 1, CAT).await;
-    let task_id = taken_task(&url, downloads).await;
-    let report = task(task_id, CAT, "failed", Some("timeout"));
-    assert_eq!(
-        signed_callback(&url, &created["id"], &report)
-            .await
-            .status(),
-        204
-    );
-    (url, created, task_id)
+/// An image of user 1 whose download failed with `timeout`.
+async fn failed_image(downloads: &FakeDownloadService) -> RequestedImage {
+    RequestedImage::reported(downloads, "failed", Some("timeout")).await
 }
 
 async fn retry(http: &reqwest::Client, url: &str, user: i64, id: &Value) -> reqwest::Response {
@@ -44,7 +30,7 @@ async fn retry(http: &reqwest::Client, url: &str, user: i64, id: &Value) -> reqw
 #[tokio::test]
 async fn a_failed_image_is_asked_for_again_and_becomes_ready() {
     let downloads = FakeDownloadService::start();
-    let (url, created, failed_task) = app_with_a_failed_image(&downloads).await;
+    let (url, created, failed_task) = failed_image(&downloads).await.into_parts();
     let id = &created["id"];
 
     let res = retry(&client(), &url, 1, id).await;
@@ -80,7 +66,7 @@ async fn a_failed_image_is_asked_for_again_and_becomes_ready() {
 #[tokio::test]
 async fn a_late_report_of_the_replaced_download_is_refused() {
     let downloads = FakeDownloadService::start();
-    let (url, created, failed_task) = app_with_a_failed_image(&downloads).await;
+    let (url, created, failed_task) = failed_image(&downloads).await.into_parts();
     let id = &created["id"];
     assert_eq!(retry(&client(), &url, 1, id).await.status(), 200);
 
@@ -92,7 +78,7 @@ async fn a_late_report_of_the_replaced_download_is_refused() {
 #[tokio::test]
 async fn refused_retries_change_nothing() {
     let downloads = FakeDownloadService::start();
-    let (url, failed, _) = app_with_a_failed_image(&downloads).await;
+    let (url, failed, _) = failed_image(&downloads).await.into_parts();
     let pending = create_pending(&url, 1, "https://images.test/dog.jpg").await;
     let ready = create(&url, 1, json!({"url": "http://x/ready.jpg", "ready": true}))
         .await
@@ -169,19 +155,6 @@ async fn refused_retries_change_nothing() {
 #[tokio::test]
 async fn the_retry_route_is_documented() {
     let url = spawn(|_| {});
-    let doc: Value = client()
-        .get(format!("{url}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let route = &doc["paths"]["/users/{user_id}/images/{id}/retry"]["post"];
-    for status in ["200", "401", "403", "404", "409"] {
-        assert!(
-            route["responses"][status].is_object(),
-            "{status} in {route}"
-        );
-    }
+    let path = "/users/{user_id}/images/{id}/retry";
+    assert_documented(&url, path, "post", &["200", "401", "403", "404", "409"]).await;
 }

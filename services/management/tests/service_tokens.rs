@@ -7,8 +7,8 @@ mod helpers;
 use std::time::{Duration, Instant};
 
 use helpers::{
-    callback_with, client, create_pending, download_token, image, outcome_count, report_token,
-    signed_callback, spawn_app, taken_task, task, FakeDownloadService, SECRET,
+    callback_with, delete, download_token, image, outcome_count, report_token, signed_callback,
+    task, FakeDownloadService, RequestedImage, CAT, SECRET,
 };
 use pixpress_kit::webhook::WebhookSecret;
 use pixpress_testkit::auth;
@@ -28,12 +28,9 @@ struct Forged {
 #[tokio::test]
 async fn a_forged_report_is_refused_before_anything_changes() {
     let downloads = FakeDownloadService::start();
-    let download_url = downloads.url();
-    let (url, _) = spawn_app(|c| c.download_url = download_url);
-    let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
+    let (url, created, task_id) = RequestedImage::start(&downloads).await.into_parts();
     let id = &created["id"];
-    let task_id = taken_task(&url, &downloads).await;
-    let body = task(task_id, "https://images.test/cat.jpg", "completed", None).to_string();
+    let body = task(task_id, CAT, "completed", None).to_string();
     let signed = || {
         WebhookSecret::parse(SECRET)
             .unwrap()
@@ -107,7 +104,7 @@ async fn a_forged_report_is_refused_before_anything_changes() {
     }
 
     // The genuine report: signed, with the service's token.
-    let report = task(task_id, "https://images.test/cat.jpg", "completed", None);
+    let report = task(task_id, CAT, "completed", None);
     assert_eq!(signed_callback(&url, id, &report).await.status(), 204);
     assert_eq!(image(&url, 1, id).await["status"], "ready");
 }
@@ -115,20 +112,17 @@ async fn a_forged_report_is_refused_before_anything_changes() {
 #[tokio::test]
 async fn every_call_to_download_service_carries_the_download_token() {
     let downloads = FakeDownloadService::start();
-    let download_url = downloads.url();
-    let (url, reconciler) = spawn_app(|c| c.download_url = download_url);
-    let created = create_pending(&url, 1, "https://images.test/cat.jpg").await;
-    taken_task(&url, &downloads).await;
+    let RequestedImage {
+        url,
+        reconciler,
+        image: created,
+        ..
+    } = RequestedImage::start(&downloads).await;
     // A round long after: asks about the task (GET); then the image is deleted (DELETE).
     reconciler
         .reconcile_once(Instant::now() + Duration::from_secs(3600))
         .await;
-    let deleted = client()
-        .delete(format!("{url}/users/1/images/{}", created["id"]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    assert_eq!(delete(&url, 1, &created["id"]).await.status(), 204);
     eventually("the task to be deleted", WAIT, || async {
         downloads.tasks().is_empty().then_some(())
     })

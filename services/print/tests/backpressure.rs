@@ -16,28 +16,10 @@ async fn a_saturated_gate_answers_429_with_retry_after_without_waiting() {
     let file_id = app.ready_image(1).await;
 
     let slow = app.post_job(json!({"user_id": 1, "file_id": file_id}));
-    let management = app.management_url.clone();
     let rejected = async {
         // Wait until the first request holds the only permit (its lookup is at the
         // management API), then knock.
-        pixpress_testkit::http::eventually(
-            "the first lookup in flight",
-            Duration::from_secs(30),
-            || async {
-                let text = app
-                    .http
-                    .get(format!("{management}/metrics"))
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                (metrics::value(&text, "pixpress_management_lookups_in_flight", &[]) == Some(1.0))
-                    .then_some(())
-            },
-        )
-        .await;
+        app.wait_for_lookups_in_flight(1.0).await;
         let started = Instant::now();
         let res = app
             .post_job(json!({"user_id": 1, "file_id": file_id}))
@@ -63,7 +45,7 @@ async fn fifty_simultaneous_posts_through_four_permits_give_only_201s_and_429s()
     let management = spawn_management(|c| c.management_latency_ms = 300);
     // One user sends all fifty: their share is the whole gate here (fair_share.rs
     // tests the share).
-    let app = TestApp::spawn_with(management.clone(), |c| {
+    let app = TestApp::spawn_with(management, |c| {
         c.backend_permits = 4;
         c.backend_permits_per_user = Some(4);
     })
@@ -90,15 +72,7 @@ async fn fifty_simultaneous_posts_through_four_permits_give_only_201s_and_429s()
 
     // Every accepted job is stored; the management API never saw more than 4 at once.
     assert_eq!(app.job_rows().await, created);
-    let management_metrics = app
-        .http
-        .get(format!("{management}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let management_metrics = app.management_metrics().await;
     let max = metrics::value(
         &management_metrics,
         "pixpress_management_lookups_in_flight_max",

@@ -15,17 +15,7 @@ async fn app_with_a_job() -> (TestApp, String, Uuid) {
     let app = TestApp::spawn_with(management, |c| c.dispatch_enabled = false).await;
     let file_id = app.ready_image(1).await;
     let id = app.create_job(1, file_id).await;
-    let correlation: Uuid = app
-        .db
-        .client()
-        .await
-        .query_one(
-            "SELECT correlation_id FROM print_jobs WHERE id = $1",
-            &[&Uuid::parse_str(&id).unwrap()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let correlation: Uuid = app.job_column(&id, "correlation_id").await;
     (app, id, correlation)
 }
 

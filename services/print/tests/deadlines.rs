@@ -7,7 +7,7 @@ mod helpers;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use helpers::{spawn_management, SECRET};
+use helpers::{record_image, spawn_management, SECRET};
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::auth;
 use pixpress_testkit::cluster::OwnServer;
@@ -44,16 +44,8 @@ async fn every_route_needing_a_frozen_database_answers_503_within_the_deadline()
         },
     )
     .await;
-    let image: Value = http
-        .post(format!("{management}/users/1/images"))
-        .json(&json!({"url": "http://images.example/cat.jpg", "ready": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job = json!({"user_id": 1, "file_id": image["id"]});
+    let file_id = record_image(&http, &management, 1, true).await;
+    let job = json!({"user_id": 1, "file_id": file_id});
     let created = http
         .post(format!("{url}/print/jobs"))
         .json(&job)

@@ -4,8 +4,6 @@
 
 mod helpers;
 
-use std::time::Duration;
-
 use helpers::{assert_problem, spawn_management, TestApp};
 use pixpress_testkit::metrics;
 use serde_json::json;
@@ -25,25 +23,7 @@ async fn a_flooding_user_gets_429s_while_another_users_jobs_are_created() {
     let flood = (0..20).map(|_| app.post_job(json!({"user_id": 1, "file_id": flooder_file})));
     let other = async {
         // Knock once the flood holds its share (two lookups in flight).
-        let management = app.management_url.clone();
-        pixpress_testkit::http::eventually(
-            "the flood's lookups in flight",
-            Duration::from_secs(30),
-            || async {
-                let text = app
-                    .http
-                    .get(format!("{management}/metrics"))
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                (metrics::value(&text, "pixpress_management_lookups_in_flight", &[]) == Some(2.0))
-                    .then_some(())
-            },
-        )
-        .await;
+        app.wait_for_lookups_in_flight(2.0).await;
         let posts = (0..2).map(|_| app.post_job(json!({"user_id": 2, "file_id": other_file})));
         futures_util::future::join_all(posts).await
     };

@@ -63,25 +63,6 @@ async fn dispatched_job(app: &TestApp, workers: &Workers, copies: i32) -> String
     id
 }
 
-/// `SELECT <expression> FROM print_jobs WHERE id = <job>`.
-async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
-    app: &TestApp,
-    id: &str,
-    expression: &str,
-) -> T {
-    let id = Uuid::parse_str(id).unwrap();
-    app.db
-        .client()
-        .await
-        .query_one(
-            &format!("SELECT {expression} FROM print_jobs WHERE id = $1"),
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test]
 async fn a_job_its_restarted_printer_forgot_is_sent_again_and_printed_once_there() {
     let (listener, printer_url) = bind();
@@ -210,9 +191,12 @@ async fn a_job_whose_printer_is_down_is_asked_about_later_and_never_failed_for_i
     let job = app.job(&id).await;
     assert_eq!(job["state"], "printing", "{job}");
     assert!(job["error"].is_null(), "{job}");
-    assert_eq!(column::<i32>(&app, &id, "check_failures").await, 3);
+    assert_eq!(app.job_column::<i32>(&id, "check_failures").await, 3);
     // The third wait of the backoff (≥ 1 s) is longer than the deadline.
-    assert!(column::<bool>(&app, &id, "next_attempt_at > now() + interval '500 ms'").await);
+    assert!(
+        app.job_column::<bool>(&id, "next_attempt_at > now() + interval '500 ms'")
+            .await
+    );
 }
 
 fn bind_addr(url: &str) -> std::net::SocketAddr {
@@ -236,7 +220,7 @@ async fn a_job_still_printing_is_checked_after_its_deadline_per_copy_and_left_al
 
     // Three copies at a second each: not due for a while.
     let wait = "extract(epoch FROM next_attempt_at - now())::float8";
-    assert!(column::<f64>(&app, &id, wait).await > 2.0);
+    assert!(app.job_column::<f64>(&id, wait).await > 2.0);
     assert_eq!(
         pixpress_kit::queue::step(&workers.reconciler, 16)
             .await
@@ -249,7 +233,7 @@ async fn a_job_still_printing_is_checked_after_its_deadline_per_copy_and_left_al
     assert_eq!(workers.reconciled("unchanged"), 1);
     assert_eq!(app.job(&id).await["state"], "printing");
     assert!(
-        column::<f64>(&app, &id, wait).await > 2.0,
+        app.job_column::<f64>(&id, wait).await > 2.0,
         "the next check is a whole deadline away"
     );
     let jobs = printed(&printer_url).await;

@@ -25,19 +25,6 @@ async fn retry_as(app: &TestApp, token: Option<&str>, id: &str) -> reqwest::Resp
     req.send().await.unwrap()
 }
 
-async fn correlation_id(app: &TestApp, id: &str) -> Uuid {
-    app.db
-        .client()
-        .await
-        .query_one(
-            "SELECT correlation_id FROM print_jobs WHERE id = $1",
-            &[&Uuid::parse_str(id).unwrap()],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test]
 async fn a_failed_job_retried_by_an_admin_is_queued_afresh_and_printed() {
     let (listener, printer_url) = bind();
@@ -54,7 +41,7 @@ async fn a_failed_job_retried_by_an_admin_is_queued_afresh_and_printed() {
     let id = app.create_job(1, file_id).await;
     let failed = app.job_reaches(&id, "failed").await;
     assert_eq!(failed["error"], "paper jam");
-    let first_attempt = correlation_id(&app, &id).await;
+    let first_attempt = app.job_column::<Uuid>(&id, "correlation_id").await;
 
     // The jam is cleared: a working printer where the jammed one was.
     jammed.stop();
@@ -70,7 +57,7 @@ async fn a_failed_job_retried_by_an_admin_is_queued_afresh_and_printed() {
 
     app.job_reaches(&id, "completed").await;
     assert_ne!(
-        correlation_id(&app, &id).await,
+        app.job_column::<Uuid>(&id, "correlation_id").await,
         first_attempt,
         "a retry is a new job to the printer"
     );

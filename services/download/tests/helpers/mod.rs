@@ -10,9 +10,11 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use image::ImageFormat;
 use pixpress_testkit::auth;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{client, eventually};
+use pixpress_testkit::images::{encode, two_tone};
 use pixpress_testkit::s3::TestBucket;
 use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
@@ -49,6 +51,21 @@ impl ImageHost {
 
     pub fn image(&self, path: &str, content_type: &str, bytes: Vec<u8>) -> String {
         self.serve(path, Reply::bytes(200, content_type, bytes))
+    }
+
+    /// The paths asked for so far, in order.
+    pub fn requested_paths(&self) -> Vec<String> {
+        self.fixture
+            .requests()
+            .into_iter()
+            .map(|r| r.path)
+            .collect()
+    }
+
+    /// Serves a `width`×`height` two-tone PNG at `path`; returns its full URL.
+    pub fn png(&self, path: &str, width: u32, height: u32) -> String {
+        let bytes = encode(&two_tone(width, height).into(), ImageFormat::Png);
+        self.image(path, "image/png", bytes)
     }
 }
 
@@ -116,15 +133,27 @@ impl TestApp {
             .unwrap()
     }
 
-    /// DELETEs task `id` as management-api; returns the status.
-    pub async fn delete(&self, id: &str) -> u16 {
-        self.http
+    /// `GET /downloads/{id}` with `client`.
+    pub async fn get_task(&self, client: &reqwest::Client, id: &str) -> reqwest::Response {
+        client
+            .get(format!("{}/downloads/{id}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE /downloads/{id}` with `client`.
+    pub async fn delete_task(&self, client: &reqwest::Client, id: &str) -> reqwest::Response {
+        client
             .delete(format!("{}/downloads/{id}", self.url))
             .send()
             .await
             .unwrap()
-            .status()
-            .as_u16()
+    }
+
+    /// DELETEs task `id` as management-api; returns the status.
+    pub async fn delete(&self, id: &str) -> u16 {
+        self.delete_task(&self.http, id).await.status().as_u16()
     }
 
     /// What `GET /images/{id}/{variant}` answers a browser.
@@ -158,15 +187,9 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// Task `id` as management-api reads it.
     pub async fn task(&self, id: &str) -> Value {
-        self.http
-            .get(format!("{}/downloads/{id}", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_task(&self.http, id).await.json().await.unwrap()
     }
 
     /// Waits for the task to be `completed` or `failed`.
@@ -177,6 +200,13 @@ impl TestApp {
             matches!(task["state"].as_str(), Some("completed" | "failed")).then_some(task)
         })
         .await
+    }
+
+    /// Downloads `image_url` to the end; the completed task.
+    pub async fn downloaded(&self, image_url: &str) -> Value {
+        let task = self.finished(&self.download(image_url).await).await;
+        assert_eq!(task["state"], "completed", "{task}");
+        task
     }
 
     /// Follows `/images/{id}/{variant}` to S3 as a browser (no token) and returns the

@@ -18,6 +18,9 @@ use uuid::Uuid;
 /// The Standard Webhooks secret management-api and "download-service" share in tests.
 pub const SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
 
+/// The image URL of [`RequestedImage`].
+pub const CAT: &str = "https://images.test/cat.jpg";
+
 /// A loopback URL nothing listens on: a download-service that is down.
 pub fn closed_port_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -183,6 +186,15 @@ pub async fn image(url: &str, user: i64, id: &Value) -> Value {
     res.json().await.unwrap()
 }
 
+/// Deletes `user`'s image `id` (as an admin).
+pub async fn delete(url: &str, user: i64, id: &Value) -> reqwest::Response {
+    client()
+        .delete(format!("{url}/users/{user}/images/{id}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn lookup(url: &str, user: i64, id: &Value) -> reqwest::Response {
     client()
         .get(format!("{url}/lookup?user_id={user}&file_id={id}"))
@@ -227,6 +239,51 @@ pub async fn taken_task(url: &str, downloads: &FakeDownloadService) -> Uuid {
     .await
 }
 
+/// A management-api asking `downloads`, with a pending image of user 1 (of [`CAT`])
+/// whose download `downloads` has taken.
+pub struct RequestedImage {
+    pub url: String,
+    pub reconciler: Reconciler,
+    pub image: Value,
+    pub task: Uuid,
+}
+
+impl RequestedImage {
+    /// No report of the task sent yet.
+    pub async fn start(downloads: &FakeDownloadService) -> Self {
+        let download_url = downloads.url();
+        let (url, reconciler) = spawn_app(|c| c.download_url = download_url);
+        let image = create_pending(&url, 1, CAT).await;
+        let task = taken_task(&url, downloads).await;
+        Self {
+            url,
+            reconciler,
+            image,
+            task,
+        }
+    }
+
+    /// The management-api's URL, the image and its task, for a test that does not
+    /// reconcile.
+    pub fn into_parts(self) -> (String, Value, Uuid) {
+        (self.url, self.image, self.task)
+    }
+
+    /// [`start`](Self::start), then the task reported ended in `state` (with
+    /// `error`), which management-api accepts.
+    pub async fn reported(
+        downloads: &FakeDownloadService,
+        state: &str,
+        error: Option<&str>,
+    ) -> Self {
+        let requested = Self::start(downloads).await;
+        let report = task(requested.task, CAT, state, error);
+        let res = signed_callback(&requested.url, &requested.image["id"], &report).await;
+        assert_eq!(res.status(), 204, "the {state} report");
+        requested
+    }
+}
+
 /// POSTs `body` to image `image_id`'s download callback with `headers` (and no
 /// other credentials).
 pub async fn callback_with(
@@ -256,19 +313,33 @@ pub async fn signed_callback(url: &str, image_id: &Value, body: &Value) -> reqwe
 }
 
 pub async fn metrics(url: &str) -> String {
-    client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    pixpress_testkit::metrics::scrape(&client(), url).await
 }
 
 /// The value of counter `name` for `outcome` in management-api's metrics.
 pub async fn outcome_count(url: &str, name: &str, outcome: &str) -> Option<f64> {
     pixpress_testkit::metrics::value(&metrics(url).await, name, &[("outcome", outcome)])
+}
+
+/// Asserts that management-api's OpenAPI document has `method` `path` answering
+/// each of `statuses`; returns the operation.
+pub async fn assert_documented(url: &str, path: &str, method: &str, statuses: &[&str]) -> Value {
+    let doc: Value = client()
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let operation = doc["paths"][path][method].clone();
+    for status in statuses {
+        assert!(
+            operation["responses"][*status].is_object(),
+            "{status} in {operation}"
+        );
+    }
+    operation
 }
 
 /// Asserts a problem+json answer with `status`.

@@ -16,6 +16,7 @@ use pixpress_print::printer::{PrinterClient, PrinterSettings};
 use pixpress_print::reconciler::{Reconciler, ReconcilerSettings};
 use pixpress_testkit::auth;
 use pixpress_testkit::http::eventually;
+use pixpress_testkit::metrics;
 use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
 
@@ -82,6 +83,24 @@ pub fn spawn_management(configure: impl FnOnce(&mut pixpress_management::Config)
         .unwrap()
         .spawn()
         .0
+}
+
+/// Records an image for `user_id` in the management-api at `management_url` (`ready`
+/// to print, or still `pending`); returns its file id.
+pub async fn record_image(
+    http: &reqwest::Client,
+    management_url: &str,
+    user_id: i64,
+    ready: bool,
+) -> i64 {
+    let res = http
+        .post(format!("{management_url}/users/{user_id}/images"))
+        .json(&json!({"url": "http://images.example/cat.jpg", "ready": ready}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
 }
 
 impl TestApp {
@@ -168,15 +187,7 @@ impl TestApp {
     }
 
     async fn image(&self, user_id: i64, ready: bool) -> i64 {
-        let res = self
-            .http
-            .post(format!("{}/users/{user_id}/images", self.management_url))
-            .json(&json!({"url": "http://images.example/cat.jpg", "ready": ready}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+        record_image(&self.http, &self.management_url, user_id, ready).await
     }
 
     pub async fn post_job(&self, body: Value) -> reqwest::Response {
@@ -206,8 +217,47 @@ impl TestApp {
             .get(0)
     }
 
+    /// `SELECT <expression> FROM print_jobs WHERE id = <id>`.
+    pub async fn job_column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+        &self,
+        id: &str,
+        expression: &str,
+    ) -> T {
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        self.db
+            .client()
+            .await
+            .query_one(
+                &format!("SELECT {expression} FROM print_jobs WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn metrics(&self) -> String {
-        self.get("/metrics").await.text().await.unwrap()
+        metrics::scrape(&self.http, &self.url).await
+    }
+
+    /// management-api's metrics.
+    pub async fn management_metrics(&self) -> String {
+        metrics::scrape(&self.http, &self.management_url).await
+    }
+
+    /// Waits until management-api has exactly `n` lookups in flight: that many
+    /// requests hold a permit of the gate, waiting on its (slowed) answer.
+    pub async fn wait_for_lookups_in_flight(&self, n: f64) {
+        eventually(
+            &format!("{n} lookups in flight at management-api"),
+            Duration::from_secs(30),
+            || async {
+                let text = metrics::try_scrape(&self.http, &self.management_url).await?;
+                let in_flight = metrics::value(&text, "pixpress_management_lookups_in_flight", &[]);
+                (in_flight == Some(n)).then_some(())
+            },
+        )
+        .await
     }
 }
 
