@@ -462,7 +462,7 @@ async fn catalog_images(system: &System, slow_host: &Fixture) -> Images {
     let (http, images) = (&system.http, images_url(system, 1));
     let ready = expect(
         bearer(http.post(&images), &system.admin)
-            .json(&json!({"url": "http://example.com/ready.jpg", "ready": true})),
+            .json(&json!({"url": pixpress_testkit::images::sample_image_url(), "ready": true})),
         201,
         "POST an image recorded ready",
     )

@@ -225,7 +225,7 @@ impl Processes {
         let res = self
             .http
             .post(format!("{}/users/{user}/images", self.management.url))
-            .json(&json!({"url": "http://images.example/cat.jpg", "ready": true}))
+            .json(&json!({"url": pixpress_testkit::images::sample_image_url(), "ready": true}))
             .send()
             .await
             .expect("POST /users/{user}/images");

@@ -35,6 +35,22 @@ where
     deserializer.deserialize_any(FromText(Integral(PhantomData)))
 }
 
+/// [`deserialize`] for an optional field (use with `#[serde(default)]`): `null` or
+/// absent is `None`.
+pub fn optional<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    struct Present<T>(T);
+    impl<'de, T: TryFrom<i64>> serde::Deserialize<'de> for Present<T> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserialize(deserializer).map(Present)
+        }
+    }
+    Ok(Option::<Present<T>>::deserialize(deserializer)?.map(|present| present.0))
+}
+
 /// [`from_text`] for an optional parameter (use with `#[serde(default)]`).
 pub fn optional_from_text<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where

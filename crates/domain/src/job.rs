@@ -147,6 +147,12 @@ pub struct CreatePrintJob {
     #[validate(range(min = 1, max = 100, message = "must be between 1 and 100"))]
     #[schema(minimum = 1, maximum = 100, default = 1)]
     pub copies: i32,
+    /// The printer to print on (the management API's printer id); absent: the
+    /// default printer.
+    #[serde(default, deserialize_with = "crate::integral::optional")]
+    #[validate(range(min = 1, message = "must be a positive integer"))]
+    #[schema(minimum = 1, example = 2)]
+    pub printer_id: Option<i64>,
 }
 
 fn one() -> i32 {
@@ -299,6 +305,7 @@ mod tests {
             user_id: 0,
             file_id: -1,
             copies: 101,
+            printer_id: Some(0),
         };
         let errors = job.validate().unwrap_err();
         let fields = errors.field_errors();

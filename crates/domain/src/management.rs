@@ -57,6 +57,11 @@ pub struct LookupQuery {
     #[serde(deserialize_with = "crate::integral::from_text")]
     #[param(minimum = 1)]
     pub file_id: i64,
+    /// The printer the user chose; absent: the default printer (the enabled one with
+    /// the lowest id).
+    #[serde(default, deserialize_with = "crate::integral::optional_from_text")]
+    #[param(minimum = 1)]
+    pub printer_id: Option<i64>,
 }
 
 /// `GET /lookup` answer: the user may print this file, here is where it is and
@@ -74,7 +79,10 @@ pub struct Lookup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Printer {
     pub id: i64,
+    /// Where jobs are sent (the printer protocol, DESIGN.md §3 and §12).
     pub url: String,
+    /// A disabled printer takes no new jobs: a lookup naming it answers 409.
+    pub enabled: bool,
 }
 
 /// `PUT /printers/{id}` body.
@@ -85,6 +93,14 @@ pub struct PutPrinter {
     #[validate(length(max = 2048), custom(function = "http_url"))]
     #[schema(schema_with = http_url_schema)]
     pub url: String,
+    /// Whether the printer takes new jobs; default `true`.
+    #[serde(default = "enabled")]
+    #[schema(default = true)]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// What may not appear in a URL: control characters and whitespace (Unicode's

@@ -149,3 +149,33 @@ mod tests {
         assert_eq!(crc32(b"IEND"), 0xAE42_6082);
     }
 }
+
+/// A small real JPEG (64×48, two-tone): what [`sample_image_url`] serves.
+pub fn sample_jpeg() -> &'static [u8] {
+    static JPEG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    JPEG.get_or_init(|| encode(&DynamicImage::ImageRgb8(two_tone(64, 48)), ImageFormat::Jpeg))
+}
+
+/// A URL serving [`sample_jpeg`], from a server that lives as long as the test
+/// process (on its own thread, so it outlives each test's runtime): the image of
+/// images recorded `ready` without a download, which printers really fetch.
+pub fn sample_image_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let (started, url) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the sample image server");
+            runtime.block_on(async move {
+                let server = crate::fixture::Fixture::start(|_| {
+                    crate::fixture::Reply::bytes(200, "image/jpeg", sample_jpeg().to_vec())
+                });
+                let _ = started.send(format!("{}/cat.jpg", server.url));
+                std::future::pending::<()>().await;
+            });
+        });
+        url.recv().expect("the sample image server starts")
+    })
+}

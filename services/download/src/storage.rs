@@ -2,8 +2,10 @@
 //! fetched, and how it hands out links to them.
 //!
 //! Objects are stored with the Content-Type and Cache-Control they are served back
-//! with. Links are presigned GET URLs on the *public* endpoint (`S3_PUBLIC_ENDPOINT`),
-//! since a browser or a printer opens them, not this service. Addressing is
+//! with. Links are presigned GET URLs, since a browser or a printer opens them, not
+//! this service: on the *public* endpoint (`S3_PUBLIC_ENDPOINT`) for users' browsers,
+//! on the internal one (`S3_ENDPOINT`) for printers on the services' network
+//! ([`Audience`]). Addressing is
 //! path-style (`{endpoint}/{bucket}/{key}`), which MinIO and the embedded server need.
 //!
 //! This module does not retry: a failed call is reported, and the download worker
@@ -72,6 +74,18 @@ impl StorageError {
 }
 
 /// A handle on the bucket; cheap to clone (the HTTP client is shared).
+/// Who opens a presigned link, and so which S3 endpoint it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// Users' browsers: `S3_PUBLIC_ENDPOINT` (or `S3_ENDPOINT` when unset).
+    #[default]
+    Public,
+    /// Printers and services on the backend network: `S3_ENDPOINT`, the name this
+    /// service reaches S3 by.
+    Internal,
+}
+
 #[derive(Clone)]
 pub struct Storage {
     /// Every call this service makes goes through the internal endpoint.
@@ -180,7 +194,22 @@ impl Storage {
     /// `expires_secs` seconds (at most a week). Signing is local: nothing is sent,
     /// and the object is not checked to exist.
     pub async fn presign_get(&self, key: &str, expires_secs: u32) -> Result<String, StorageError> {
-        self.public
+        self.presign_get_for(Audience::Public, key, expires_secs)
+            .await
+    }
+
+    /// [`presign_get`](Storage::presign_get) on the endpoint `audience` reaches S3 by.
+    pub async fn presign_get_for(
+        &self,
+        audience: Audience,
+        key: &str,
+        expires_secs: u32,
+    ) -> Result<String, StorageError> {
+        let handle = match audience {
+            Audience::Public => &self.public,
+            Audience::Internal => &self.bucket,
+        };
+        handle
             .presign_get(key, expires_secs, None)
             .await
             .map_err(StorageError::s3("presigning"))
@@ -318,6 +347,19 @@ mod tests {
             "{url}"
         );
         let response = get(&url).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.expect("body").as_ref(), b"jpeg");
+
+        // The printers' link names the internal endpoint, and works there too.
+        let internal = storage
+            .presign_get_for(Audience::Internal, "thumbnails/1.jpg", 300)
+            .await
+            .expect("presign");
+        assert!(
+            internal.starts_with(&format!("{}/{}/", config.endpoint, bucket.bucket)),
+            "{internal}"
+        );
+        let response = get(&internal).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.bytes().await.expect("body").as_ref(), b"jpeg");
     }

@@ -289,3 +289,37 @@ async fn the_service_is_ready_only_with_its_database_and_bucket() {
     app.bucket.stop_server().await;
     assert_eq!(ready().await, 503);
 }
+
+#[tokio::test]
+async fn browsers_and_printers_get_links_for_their_own_network() {
+    // Browsers know S3 as `localhost`, the services (and printers) as 127.0.0.1.
+    let app = TestApp::spawn_with(|c| {
+        let internal = c.s3_endpoint.clone().unwrap();
+        c.s3_public_endpoint = Some(internal.replace("127.0.0.1", "localhost"));
+    })
+    .await;
+    let task = app.downloaded(&app.host.png("/p.png", 40, 30)).await;
+    let id = task["id"].as_str().unwrap();
+    let link = |query: &str| {
+        let url = format!("{}/images/{id}/original{query}", app.url);
+        let browser = &app.browser;
+        async move { browser.get(url).send().await.unwrap() }
+    };
+    let location = |res: reqwest::Response| {
+        assert_eq!(res.status(), 302);
+        res.headers()["location"].to_str().unwrap().to_owned()
+    };
+    let public = location(link("").await);
+    assert!(public.starts_with("http://localhost:"), "{public}");
+    assert_eq!(location(link("?network=public").await), public.clone());
+    let internal = location(link("?network=internal").await);
+    assert!(internal.starts_with("http://127.0.0.1:"), "{internal}");
+    let fetched = app.browser.get(&internal).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.headers()["content-type"], "image/png");
+
+    let bad = link("?network=moon").await;
+    assert_eq!(bad.status(), 400);
+    let problem: Value = bad.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "network", "{problem}");
+}

@@ -17,6 +17,11 @@ pub enum LookupRefusal {
     NoSuchImage(i64),
     NotOwner(i64),
     NotReady(i64),
+    /// The printer asked for is not registered.
+    NoSuchPrinter(i64),
+    /// The printer asked for is disabled.
+    PrinterDisabled(i64),
+    /// No printer was asked for, and none is enabled.
     NoPrinter,
 }
 
@@ -26,6 +31,8 @@ pub enum DownloadResult {
     Completed {
         original_url: String,
         thumbnail_url: String,
+        /// Where printers fetch the original (a link on the services' network).
+        print_url: String,
     },
     /// `error` is a download failure code (`FailureReason`).
     Failed { error: String },
@@ -87,6 +94,9 @@ pub enum DownloadStage {
 
 struct Record {
     image: Image,
+    /// Where printers fetch the original once the image is ready: `original_url` is
+    /// for the user's browser, which may reach storage by another name.
+    print_url: Option<String>,
     stage: DownloadStage,
     /// When the image last became `pending`.
     pending_since: Instant,
@@ -102,10 +112,12 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// A catalog with printer 1 at `printer_url`.
-    pub fn new(printer_url: &str) -> Self {
+    /// A catalog with printers 1, 2, … at `printer_urls`, all enabled.
+    pub fn new<'a>(printer_urls: impl IntoIterator<Item = &'a str>) -> Self {
         let catalog = Self::default();
-        catalog.put_printer(1, printer_url.to_owned());
+        for (id, url) in (1..).zip(printer_urls) {
+            catalog.put_printer(id, url.to_owned(), true);
+        }
         catalog
     }
 
@@ -135,6 +147,7 @@ impl Catalog {
             error: None,
         };
         let record = Record {
+            print_url: image.original_url.clone(),
             image: image.clone(),
             stage: if ready {
                 DownloadStage::NoTask
@@ -238,17 +251,21 @@ impl Catalog {
             return Err(SettleRefusal::OtherTask(id));
         }
         let image = &mut record.image;
-        let (status, original_url, thumbnail_url, error) = match result {
+        let (status, original_url, thumbnail_url, print_url, error) = match result {
             DownloadResult::Completed {
                 original_url,
                 thumbnail_url,
+                print_url,
             } => (
                 ImageStatus::Ready,
                 Some(original_url),
                 Some(thumbnail_url),
+                Some(print_url),
                 None,
             ),
-            DownloadResult::Failed { error } => (ImageStatus::Failed, None, None, Some(error)),
+            DownloadResult::Failed { error } => {
+                (ImageStatus::Failed, None, None, None, Some(error))
+            }
         };
         if image.status != ImageStatus::Pending {
             let same = image.status == status
@@ -265,6 +282,7 @@ impl Catalog {
         image.original_url = original_url;
         image.thumbnail_url = thumbnail_url;
         image.error = error;
+        record.print_url = print_url;
         record.stage = DownloadStage::Task(task);
         Ok(Settled::Applied)
     }
@@ -288,6 +306,7 @@ impl Catalog {
         };
         record.stage = DownloadStage::Asking;
         record.pending_since = Instant::now();
+        record.print_url = None;
         let image = &mut record.image;
         image.status = ImageStatus::Pending;
         image.original_url = None;
@@ -312,35 +331,50 @@ impl Catalog {
             .collect()
     }
 
-    /// May `user_id` print `file_id`, and where?
-    pub fn lookup(&self, user_id: i64, file_id: i64) -> Result<Lookup, LookupRefusal> {
-        let image = self
+    /// May `user_id` print `file_id` (on `printer_id`, or the default printer), and
+    /// where?
+    pub fn lookup(
+        &self,
+        user_id: i64,
+        file_id: i64,
+        printer_id: Option<i64>,
+    ) -> Result<Lookup, LookupRefusal> {
+        let (owner, status, print_url) = self
             .images_read()
             .get(&file_id)
-            .map(|r| r.image.clone())
+            .map(|r| (r.image.user_id, r.image.status, r.print_url.clone()))
             .ok_or(LookupRefusal::NoSuchImage(file_id))?;
-        if image.user_id != user_id {
+        if owner != user_id {
             return Err(LookupRefusal::NotOwner(file_id));
         }
-        let image_url = match (image.status, image.original_url) {
+        let image_url = match (status, print_url) {
             (ImageStatus::Ready, Some(url)) => url,
             _ => return Err(LookupRefusal::NotReady(file_id)),
         };
-        // Every image prints on the first registered printer.
-        let printer = self
-            .printers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .next()
-            .cloned()
-            .ok_or(LookupRefusal::NoPrinter)?;
+        let printer = self.printer_for(printer_id)?;
         Ok(Lookup {
             file_id,
             image_url,
             printer_id: printer.id,
             printer_url: printer.url,
         })
+    }
+
+    /// The printer asked for, or the default: the enabled printer with the lowest id.
+    fn printer_for(&self, printer_id: Option<i64>) -> Result<Printer, LookupRefusal> {
+        let printers = self.printers.read().unwrap_or_else(|e| e.into_inner());
+        match printer_id {
+            Some(id) => match printers.get(&id) {
+                None => Err(LookupRefusal::NoSuchPrinter(id)),
+                Some(printer) if !printer.enabled => Err(LookupRefusal::PrinterDisabled(id)),
+                Some(printer) => Ok(printer.clone()),
+            },
+            None => printers
+                .values()
+                .find(|p| p.enabled)
+                .cloned()
+                .ok_or(LookupRefusal::NoPrinter),
+        }
     }
 
     pub fn printers(&self) -> Vec<Printer> {
@@ -352,12 +386,12 @@ impl Catalog {
             .collect()
     }
 
-    /// Registers or moves printer `id`; true when it is new.
-    pub fn put_printer(&self, id: i64, url: String) -> bool {
+    /// Registers printer `id`, or moves, enables or disables it; true when it is new.
+    pub fn put_printer(&self, id: i64, url: String, enabled: bool) -> bool {
         self.printers
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Printer { id, url })
+            .insert(id, Printer { id, url, enabled })
             .is_none()
     }
 }

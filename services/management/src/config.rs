@@ -21,11 +21,16 @@ pub struct Config {
     pub common: CommonArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
-    /// Base URL of the download service: where downloads are requested, and the base
-    /// of the `original_url`/`thumbnail_url` of downloaded images (printers fetch
-    /// from it, so it must be reachable by them).
+    /// Base URL of the download service on the services' network: where downloads
+    /// are requested, and the base of the `image_url` printers get from `/lookup`
+    /// (a link that redirects to S3 by its internal name, `S3_ENDPOINT`).
     #[arg(long, env = "DOWNLOAD_URL", default_value = "http://127.0.0.1:8081")]
     pub download_url: String,
+    /// Base URL of the download service as users' browsers reach it: the base of
+    /// images' `original_url`/`thumbnail_url` (which redirect to
+    /// `S3_PUBLIC_ENDPOINT`). Default: `DOWNLOAD_URL`.
+    #[arg(long, env = "DOWNLOAD_PUBLIC_URL")]
+    pub download_public_url: Option<String>,
     /// Bearer token (role `service`) management-api presents to the download service
     /// on every `/downloads` call. Unset: a warning at start, and a download service
     /// that checks tokens refuses every request (so no image downloads).
@@ -56,6 +61,10 @@ pub struct Config {
     /// URL of printer 1, registered at start.
     #[arg(long, env = "PRINTER_URL", default_value = "http://127.0.0.1:8083")]
     pub printer_url: String,
+    /// URLs of printers 2, 3, … registered at start, comma-separated (e.g. IPP
+    /// printers behind ipp-gateway: `http://ipp-gateway:8084/printers/office`).
+    #[arg(long, env = "EXTRA_PRINTER_URLS", value_delimiter = ',')]
+    pub extra_printer_urls: Vec<String>,
     /// Artificial delay added to every `/lookup`, in milliseconds (load tests).
     #[arg(long, env = "MANAGEMENT_LATENCY_MS", default_value_t = 0)]
     pub management_latency_ms: u64,
@@ -70,12 +79,14 @@ impl Config {
             common: CommonArgs::default(),
             auth: AuthArgs::disabled(),
             download_url: "http://127.0.0.1:8081".to_owned(),
+            download_public_url: None,
             management_public_url: "http://127.0.0.1:8082".to_owned(),
             download_callback_secret: None,
             download_token: None,
             download_retry_secs: 60,
             reconcile_secs: 300,
             printer_url: "http://127.0.0.1:8083".to_owned(),
+            extra_printer_urls: Vec::new(),
             management_latency_ms: 0,
         }
     }

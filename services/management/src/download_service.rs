@@ -84,6 +84,7 @@ impl RequestOutcome {
 pub struct DownloadService {
     http: reqwest::Client,
     base_url: String,
+    public_base_url: String,
     callback_base_url: String,
     /// `Bearer <DOWNLOAD_TOKEN>`, when configured.
     authorization: Option<String>,
@@ -93,11 +94,14 @@ pub struct DownloadService {
 }
 
 impl DownloadService {
-    /// `base_url` is download-service's; `callback_base_url` is management-api's own
-    /// public base URL, which download-service calls back on; `token` is sent as the
-    /// bearer token of every call.
+    /// `base_url` is download-service's on the services' network (printers too
+    /// fetch from it), `public_base_url` the one users' browsers reach;
+    /// `callback_base_url` is management-api's own public base URL, which
+    /// download-service calls back on; `token` is sent as the bearer token of every
+    /// call.
     pub fn new(
         base_url: &str,
+        public_base_url: &str,
         callback_base_url: &str,
         token: Option<&str>,
         retry_window: Duration,
@@ -107,6 +111,7 @@ impl DownloadService {
         Self {
             http: http_client("management", REQUEST_TIMEOUT),
             base_url: base_url.trim_end_matches('/').to_owned(),
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             callback_base_url: callback_base_url.trim_end_matches('/').to_owned(),
             authorization: token.map(|t| format!("Bearer {t}")),
             retry_window,
@@ -115,14 +120,24 @@ impl DownloadService {
         }
     }
 
-    /// Where download-service serves the stored original of task `task_id`.
+    /// Where users' browsers fetch the stored original of task `task_id`.
     pub fn original_url(&self, task_id: Uuid) -> String {
-        format!("{}/images/{task_id}/original", self.base_url)
+        format!("{}/images/{task_id}/original", self.public_base_url)
     }
 
-    /// Where download-service serves the thumbnail of task `task_id`.
+    /// Where users' browsers fetch the thumbnail of task `task_id`.
     pub fn thumbnail_url(&self, task_id: Uuid) -> String {
-        format!("{}/images/{task_id}/thumbnail", self.base_url)
+        format!("{}/images/{task_id}/thumbnail", self.public_base_url)
+    }
+
+    /// Where printers fetch the stored original of task `task_id`: download-service
+    /// by the name the services know it by, redirecting to S3 by the name they
+    /// know it by (`network=internal`).
+    pub fn print_url(&self, task_id: Uuid) -> String {
+        format!(
+            "{}/images/{task_id}/original?network=internal",
+            self.base_url
+        )
     }
 
     fn callback_url(&self, image_id: i64) -> String {

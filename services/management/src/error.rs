@@ -50,10 +50,15 @@ pub enum ManagementError {
     /// 409 `image-not-ready`: the image to print is not downloaded yet.
     #[error("image {0} is not downloaded yet")]
     ImageNotReady(i64),
-    /// 503 `no-printer`: no printer is registered. Printer 1 is registered at start
-    /// and printers are never removed, so this cannot happen today; should it, it
-    /// stays a 503, never a 500.
-    #[error("no printer is registered")]
+    /// 404 `printer-not-found`: the printer asked for is not registered.
+    #[error("no printer {0}")]
+    NoSuchPrinter(i64),
+    /// 409 `printer-disabled`: the printer asked for takes no new jobs.
+    #[error("printer {0} is disabled")]
+    PrinterDisabled(i64),
+    /// 503 `no-printer`: no printer was asked for and none is enabled (printers are
+    /// never removed, but an operator may disable every one).
+    #[error("no printer is enabled")]
     NoPrinter,
     /// 401 `invalid-signature` (missing or bad signature, stale timestamp, no secret
     /// configured), or 400/413 (signed, but not a download task): a download report
@@ -91,6 +96,8 @@ impl ServiceError for ManagementError {
             AdminOnly(_) => ("admin-only", StatusCode::FORBIDDEN),
             NotImageOwner(_) => ("not-image-owner", StatusCode::FORBIDDEN),
             ImageNotReady(_) => ("image-not-ready", StatusCode::CONFLICT),
+            NoSuchPrinter(_) => ("printer-not-found", StatusCode::NOT_FOUND),
+            PrinterDisabled(_) => ("printer-disabled", StatusCode::CONFLICT),
             NoPrinter => ("no-printer", StatusCode::SERVICE_UNAVAILABLE),
             Callback(refused) => return refused.api_error(),
             FailureWithoutReason | UnfinishedReport(_) => {
@@ -115,6 +122,8 @@ impl From<LookupRefusal> for ManagementError {
             LookupRefusal::NoSuchImage(id) => ManagementError::NoSuchImage(id),
             LookupRefusal::NotOwner(id) => ManagementError::NotImageOwner(id),
             LookupRefusal::NotReady(id) => ManagementError::ImageNotReady(id),
+            LookupRefusal::NoSuchPrinter(id) => ManagementError::NoSuchPrinter(id),
+            LookupRefusal::PrinterDisabled(id) => ManagementError::PrinterDisabled(id),
             LookupRefusal::NoPrinter => ManagementError::NoPrinter,
         }
     }
@@ -152,6 +161,8 @@ mod tests {
             (LookupRefusal::NoSuchImage(7), 404, "image-not-found"),
             (LookupRefusal::NotOwner(7), 403, "not-image-owner"),
             (LookupRefusal::NotReady(7), 409, "image-not-ready"),
+            (LookupRefusal::NoSuchPrinter(2), 404, "printer-not-found"),
+            (LookupRefusal::PrinterDisabled(2), 409, "printer-disabled"),
             (LookupRefusal::NoPrinter, 503, "no-printer"),
         ];
         for (refusal, status, code) in cases {

@@ -73,11 +73,16 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
 /// [`build`], keeping a handle on the reconciliation step.
 pub fn build_app(config: Config, listener: TcpListener) -> anyhow::Result<ManagementApp> {
     let authenticator = web::Data::new(Authenticator::from_args(&config.auth)?);
-    for (name, value) in [
+    let urls = [
         ("DOWNLOAD_URL", &config.download_url),
         ("MANAGEMENT_PUBLIC_URL", &config.management_public_url),
-    ] {
-        http_url(value).map_err(|_| anyhow::anyhow!("{name} must be an http(s) URL"))?;
+        ("PRINTER_URL", &config.printer_url),
+    ]
+    .into_iter()
+    .chain(config.download_public_url.iter().map(|u| ("DOWNLOAD_PUBLIC_URL", u)))
+    .chain(config.extra_printer_urls.iter().map(|u| ("EXTRA_PRINTER_URLS", u)));
+    for (name, value) in urls {
+        http_url(value).map_err(|_| anyhow::anyhow!("{name} must hold http(s) URLs"))?;
     }
     let callback_secret = WebhookSecret::from_setting(
         "DOWNLOAD_CALLBACK_SECRET",
@@ -93,11 +98,19 @@ pub fn build_app(config: Config, listener: TcpListener) -> anyhow::Result<Manage
     let mut background = Background::new();
     let metrics = http_metrics("management");
     let state = web::Data::new(State {
-        catalog: Catalog::new(&config.printer_url),
+        catalog: Catalog::new(
+            std::iter::once(&config.printer_url)
+                .chain(&config.extra_printer_urls)
+                .map(String::as_str),
+        ),
         lookups: LookupMetrics::new(&metrics.registry),
         lookup_latency: config.lookup_latency(),
         downloads: DownloadService::new(
             &config.download_url,
+            config
+                .download_public_url
+                .as_deref()
+                .unwrap_or(&config.download_url),
             &config.management_public_url,
             config.download_token.as_deref(),
             config.download_retry_window(),

@@ -56,6 +56,7 @@ fn result_of(state: &State, task: DownloadTask) -> Result<DownloadResult, Manage
         DownloadState::Completed => Ok(DownloadResult::Completed {
             original_url: state.downloads.original_url(task.id),
             thumbnail_url: state.downloads.thumbnail_url(task.id),
+            print_url: state.downloads.print_url(task.id),
         }),
         DownloadState::Failed => {
             let error = task.error.ok_or(ManagementError::FailureWithoutReason)?;

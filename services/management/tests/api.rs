@@ -145,36 +145,87 @@ async fn lookup_latency_is_added_when_configured() {
 }
 
 #[tokio::test]
-async fn printers_are_registered_and_moved() {
+async fn printers_are_registered_moved_and_disabled() {
     let url = spawn(|c| c.printer_url = "http://p1".into());
     let c = client();
-    let list: Value = c
-        .get(format!("{url}/printers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list, json!([{"id": 1, "url": "http://p1"}]));
-    let put = |id: i64, u: &str| {
-        c.put(format!("{url}/printers/{id}"))
-            .json(&json!({"url": u}))
-            .send()
+    let printers = || async {
+        let res = c.get(format!("{url}/printers")).send().await.unwrap();
+        res.json::<Value>().await.unwrap()
     };
-    assert_eq!(put(2, "http://p2").await.unwrap().status(), 201);
-    assert_eq!(put(1, "http://p1b").await.unwrap().status(), 200);
-    assert_eq!(put(3, "gopher://p3").await.unwrap().status(), 400);
-    let list: Value = c
-        .get(format!("{url}/printers"))
-        .send()
+    assert_eq!(
+        printers().await,
+        json!([{"id": 1, "url": "http://p1", "enabled": true}])
+    );
+    let put = |id: i64, body: Value| c.put(format!("{url}/printers/{id}")).json(&body).send();
+    assert_eq!(
+        put(2, json!({"url": "http://p2"})).await.unwrap().status(),
+        201
+    );
+    assert_eq!(
+        put(1, json!({"url": "http://p1b"})).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        put(3, json!({"url": "gopher://p3"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        printers().await,
+        json!([{"id": 1, "url": "http://p1b", "enabled": true}, {"id": 2, "url": "http://p2", "enabled": true}])
+    );
+
+    // A lookup takes the printer asked for; a disabled one is refused, and the
+    // default moves on to the next enabled printer.
+    let image: Value = create(&url, 1, json!({"url": "http://x/a.jpg", "ready": true}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
+    let lookup = |printer: &str| {
+        c.get(format!(
+            "{url}/lookup?user_id=1&file_id={}{printer}",
+            image["id"]
+        ))
+        .send()
+    };
+    let printer_url = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["printer_url"].clone()
+    };
+    assert_eq!(printer_url(lookup("").await.unwrap()).await, "http://p1b");
     assert_eq!(
-        list,
-        json!([{"id": 1, "url": "http://p1b"}, {"id": 2, "url": "http://p2"}])
+        printer_url(lookup("&printer_id=2").await.unwrap()).await,
+        "http://p2"
+    );
+    let unknown = lookup("&printer_id=9").await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_problem_type(unknown, "printer-not-found").await;
+
+    let disabled = put(1, json!({"url": "http://p1b", "enabled": false}))
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+    assert_eq!(disabled.json::<Value>().await.unwrap()["enabled"], false);
+    let refused = lookup("&printer_id=1").await.unwrap();
+    assert_eq!(refused.status(), 409);
+    assert_problem_type(refused, "printer-disabled").await;
+    assert_eq!(printer_url(lookup("").await.unwrap()).await, "http://p2");
+    put(2, json!({"url": "http://p2", "enabled": false}))
+        .await
+        .unwrap();
+    let none = lookup("").await.unwrap();
+    assert_eq!(none.status(), 503);
+    assert_problem_type(none, "no-printer").await;
+}
+
+async fn assert_problem_type(res: reqwest::Response, code: &str) {
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        format!("https://pixpress.dev/problems/{code}"),
+        "{problem}"
     );
 }

@@ -95,13 +95,18 @@ async fn a_test_only_ready_image_is_not_downloaded() {
 #[tokio::test]
 async fn a_completed_download_makes_the_image_ready_and_printable() {
     let downloads = FakeDownloadService::start();
-    let (url, created, task_id) = RequestedImage::start(&downloads).await.into_parts();
+    // Users' browsers reach download-service by another name than printers do.
+    let public = "http://photos.example:8081";
+    let requested = RequestedImage::start_with(&downloads, |c| {
+        c.download_public_url = Some(public.into());
+    });
+    let (url, created, task_id) = requested.await.into_parts();
     let id = &created["id"];
     let report = task(task_id, CAT, "completed", None);
 
     assert_eq!(signed_callback(&url, id, &report).await.status(), 204);
     let ready = image(&url, 1, id).await;
-    let original = format!("{}/images/{task_id}/original", downloads.url());
+    let original = format!("{public}/images/{task_id}/original");
     assert_eq!(
         ready,
         json!({
@@ -110,13 +115,20 @@ async fn a_completed_download_makes_the_image_ready_and_printable() {
             "url": CAT,
             "status": "ready",
             "original_url": original,
-            "thumbnail_url": format!("{}/images/{task_id}/thumbnail", downloads.url()),
+            "thumbnail_url": format!("{public}/images/{task_id}/thumbnail"),
             "error": null,
         })
     );
     let found = lookup(&url, 1, id).await;
     assert_eq!(found.status(), 200);
-    assert_eq!(found.json::<Value>().await.unwrap()["image_url"], original);
+    assert_eq!(
+        found.json::<Value>().await.unwrap()["image_url"],
+        format!(
+            "{}/images/{task_id}/original?network=internal",
+            downloads.url()
+        ),
+        "printers get download-service's internal link"
+    );
 
     // download-service retrying the same report: accepted, nothing changes.
     assert_eq!(signed_callback(&url, id, &report).await.status(), 204);

@@ -72,6 +72,12 @@ pub struct Config {
     #[arg(long, env = "PRINT_JOB_DEADLINE_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(MIN_JOB_DEADLINE_MS..))]
     pub print_job_deadline_ms: u64,
+    /// How often dispatching replicas read the management API's printer registry
+    /// (milliseconds): a printer moved there gets its queued jobs at its new URL
+    /// within this time.
+    #[arg(long, env = "PRINTER_REFRESH_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub printer_refresh_ms: u64,
 }
 
 /// The shortest `PRINT_JOB_DEADLINE_MS`: a printer is not asked about a job more
@@ -99,6 +105,7 @@ impl Config {
             dispatch_enabled: true,
             dispatch_lease_ms: 30_000,
             print_job_deadline_ms: 60_000,
+            printer_refresh_ms: 5_000,
         }
     }
 
@@ -117,6 +124,10 @@ impl Config {
     /// A job's deadline at its printer, per copy.
     pub fn job_deadline(&self) -> Duration {
         Duration::from_millis(self.print_job_deadline_ms)
+    }
+
+    pub fn printer_refresh(&self) -> Duration {
+        Duration::from_millis(self.printer_refresh_ms)
     }
 
     pub fn backend_timeout(&self) -> Duration {

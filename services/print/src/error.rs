@@ -30,6 +30,15 @@ pub enum PrintError {
     /// 409: the image is not downloaded yet.
     #[error("the image is not ready to print yet")]
     FileNotReady,
+    /// 404: the management API knows no such printer.
+    #[error("no such printer")]
+    PrinterNotFound,
+    /// 409: the printer asked for is disabled.
+    #[error("the printer is disabled and takes no new jobs")]
+    PrinterDisabled,
+    /// 503: no printer was asked for and none is enabled.
+    #[error("no printer is available")]
+    NoPrinter,
     /// 403: only an admin may do this.
     #[error("this needs the admin role")]
     AdminOnly,
@@ -81,6 +90,9 @@ impl ServiceError for PrintError {
             AdminOnly => ("admin-only", StatusCode::FORBIDDEN),
             NotFailed(_) => ("not-failed", StatusCode::CONFLICT),
             FileNotReady => ("file-not-ready", StatusCode::CONFLICT),
+            PrinterNotFound => ("printer-not-found", StatusCode::NOT_FOUND),
+            PrinterDisabled => ("printer-disabled", StatusCode::CONFLICT),
+            NoPrinter => ("no-printer", StatusCode::SERVICE_UNAVAILABLE),
             NotCancelable(_) => ("not-cancelable", StatusCode::CONFLICT),
             BeingDispatched => ("being-dispatched", StatusCode::CONFLICT),
             IllegalTransition(..) => ("illegal-transition", StatusCode::CONFLICT),
@@ -95,6 +107,7 @@ impl ServiceError for PrintError {
         let api = ApiError::new(code, status, self.to_string());
         match self {
             ManagementUnreachable | ManagementBadAnswer | ManagementTimeout => api.retry_after(1),
+            NoPrinter => api.retry_after(30),
             _ => api,
         }
     }

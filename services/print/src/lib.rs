@@ -15,6 +15,7 @@ mod management;
 pub mod metrics;
 mod print_jobs;
 pub mod printer;
+mod printer_registry;
 pub mod reconciler;
 mod routes;
 
@@ -92,6 +93,13 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     let registry = &http_metrics.registry;
     let metrics = PrintMetrics::new(registry);
     let http = http_client("print", config.backend_timeout());
+    let management = ManagementClient::new(
+        http.clone(),
+        &config.management_url,
+        config.management_token.as_deref(),
+        config.backend_timeout(),
+        metrics.management_call_seconds.clone(),
+    );
 
     background.spawn({
         let (database, gauge) = (database.clone(), metrics.oldest_job_age.clone());
@@ -132,6 +140,11 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
             metrics.clone(),
         ));
         reconciler.start(&mut background, concurrency);
+        background.spawn({
+            let (management, database) = (management.clone(), database.clone());
+            let every = config.printer_refresh();
+            move |stop| printer_registry::follow(management, database, every, stop)
+        });
     } else {
         log::info!(
             "DISPATCH_ENABLED=false: this replica takes jobs but neither dispatches nor \
@@ -149,13 +162,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         ),
         queued,
         insert_line: CheckoutLine::new(config.database.db_pool_size as usize, database.deadline()),
-        management: ManagementClient::new(
-            http,
-            &config.management_url,
-            config.management_token.as_deref(),
-            config.backend_timeout(),
-            metrics.management_call_seconds.clone(),
-        ),
+        management,
         metrics,
         job_deadline: config.job_deadline(),
     });

@@ -1,10 +1,13 @@
-//! The client of the management API's `/lookup`: may this user print this file,
-//! and where does it go? Its answers become the statuses DESIGN.md §3 step 3 names;
-//! the backend's own words go to the log only.
+//! The client of the management API: `/lookup` (may this user print this file, and
+//! where does it go?), whose answers become the statuses DESIGN.md §3 step 3 names,
+//! and `/printers`, the registry the dispatchers follow when a printer moves. The
+//! backend's own words go to the log only.
 
 use std::time::{Duration, Instant};
 
-use pixpress_domain::management::Lookup;
+use pixpress_domain::management::{Lookup, Printer};
+use pixpress_domain::problem::Problem;
+use pixpress_kit::problem::PROBLEM_TYPE_BASE;
 use pixpress_kit::client::ForwardRequestId;
 use prometheus::HistogramVec;
 
@@ -14,6 +17,7 @@ use crate::error::PrintError;
 pub struct ManagementClient {
     http: reqwest::Client,
     lookup_url: String,
+    printers_url: String,
     /// `Bearer <MANAGEMENT_TOKEN>`: print-service asks as a service, not as the user.
     authorization: Option<String>,
     timeout: Duration,
@@ -31,21 +35,29 @@ impl ManagementClient {
         Self {
             http,
             lookup_url: format!("{}/lookup", base_url.trim_end_matches('/')),
+            printers_url: format!("{}/printers", base_url.trim_end_matches('/')),
             authorization: token.map(|t| format!("Bearer {t}")),
             timeout,
             durations,
         }
     }
 
-    /// Asks whether `user_id` may print `file_id`.
-    pub async fn lookup(&self, user_id: i64, file_id: i64) -> Result<Lookup, PrintError> {
+    /// Asks whether `user_id` may print `file_id` on `printer_id` (or the default).
+    pub async fn lookup(
+        &self,
+        user_id: i64,
+        file_id: i64,
+        printer_id: Option<i64>,
+    ) -> Result<Lookup, PrintError> {
         let started = Instant::now();
-        let result = self.call(user_id, file_id).await;
+        let result = self.call(user_id, file_id, printer_id).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(PrintError::FileNotFound) => "not_found",
             Err(PrintError::Forbidden) => "forbidden",
             Err(PrintError::FileNotReady) => "not_ready",
+            Err(PrintError::PrinterNotFound | PrintError::PrinterDisabled) => "printer_refused",
+            Err(PrintError::NoPrinter) => "no_printer",
             Err(PrintError::ManagementTimeout) => "timeout",
             Err(PrintError::ManagementUnreachable) => "unreachable",
             Err(_) => "bad_answer",
@@ -56,16 +68,15 @@ impl ManagementClient {
         result
     }
 
-    async fn call(&self, user_id: i64, file_id: i64) -> Result<Lookup, PrintError> {
-        let mut request = self
-            .http
-            .get(&self.lookup_url)
-            .query(&[("user_id", user_id), ("file_id", file_id)])
-            .timeout(self.timeout)
-            .forward_request_id();
-        if let Some(authorization) = &self.authorization {
-            request = request.header("authorization", authorization);
-        }
+    async fn call(
+        &self,
+        user_id: i64,
+        file_id: i64,
+        printer_id: Option<i64>,
+    ) -> Result<Lookup, PrintError> {
+        let mut query = vec![("user_id", user_id), ("file_id", file_id)];
+        query.extend(printer_id.map(|id| ("printer_id", id)));
+        let request = self.get(&self.lookup_url).query(&query);
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() {
                 log::warn!("management lookup timed out after {:?}", self.timeout);
@@ -84,9 +95,25 @@ impl ManagementClient {
                     PrintError::ManagementBadAnswer
                 }
             }),
-            404 => Err(PrintError::FileNotFound),
-            403 => Err(PrintError::Forbidden),
-            409 => Err(PrintError::FileNotReady),
+            status @ (403 | 404 | 409 | 503) => {
+                // Which 404 or 409 it is, the problem's stable code says.
+                let code = match response.json::<Problem>().await {
+                    Ok(problem) => problem.kind.strip_prefix(PROBLEM_TYPE_BASE).map(str::to_owned),
+                    Err(_) => None,
+                };
+                match (status, code.as_deref()) {
+                    (404, Some("printer-not-found")) => Err(PrintError::PrinterNotFound),
+                    (404, _) => Err(PrintError::FileNotFound),
+                    (403, _) => Err(PrintError::Forbidden),
+                    (409, Some("printer-disabled")) => Err(PrintError::PrinterDisabled),
+                    (409, _) => Err(PrintError::FileNotReady),
+                    (_, Some("no-printer")) => Err(PrintError::NoPrinter),
+                    (_, code) => {
+                        log::error!("management lookup answered {status} ({code:?})");
+                        Err(PrintError::ManagementBadAnswer)
+                    }
+                }
+            }
             status => {
                 let body = response.text().await.unwrap_or_default();
                 log::error!(
@@ -95,6 +122,29 @@ impl ManagementClient {
                 );
                 Err(PrintError::ManagementBadAnswer)
             }
+        }
+    }
+
+    /// The printer registry (`GET /printers`).
+    pub async fn printers(&self) -> Result<Vec<Printer>, reqwest::Error> {
+        self.get(&self.printers_url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    /// A GET with the service token, the timeout and the request id.
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .get(url)
+            .timeout(self.timeout)
+            .forward_request_id();
+        match &self.authorization {
+            Some(authorization) => request.header("authorization", authorization),
+            None => request,
         }
     }
 }

@@ -6,7 +6,7 @@ pub mod checks;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pixpress_domain::job::Evidence;
+use pixpress_domain::job::{CreatePrintJob, Evidence};
 use pixpress_domain::{JobState, PrintJob};
 use pixpress_kit::db::DbError;
 use tokio_postgres::{GenericClient, Row};
@@ -51,6 +51,8 @@ fn required<'a, T: tokio_postgres::types::FromSql<'a>>(
 
 /// A job about to be queued, with what the management API said about it.
 pub struct NewJob {
+    /// What identifies the request, for idempotent retries.
+    pub fingerprint: String,
     pub user_id: i64,
     pub file_id: i64,
     pub copies: i32,
@@ -61,9 +63,19 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    /// What identifies the request for idempotent retries.
-    pub fn fingerprint(user_id: i64, file_id: i64, copies: i32) -> String {
-        format!("{user_id}:{file_id}:{copies}")
+    /// What identifies the request for idempotent retries (the seed's form when no
+    /// printer is chosen, so keys stored before printers could be chosen still match).
+    pub fn fingerprint(request: &CreatePrintJob) -> String {
+        let CreatePrintJob {
+            user_id,
+            file_id,
+            copies,
+            printer_id,
+        } = request;
+        match printer_id {
+            None => format!("{user_id}:{file_id}:{copies}"),
+            Some(printer) => format!("{user_id}:{file_id}:{copies}:printer={printer}"),
+        }
     }
 }
 
@@ -79,7 +91,6 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<Prin
          DO NOTHING
          RETURNING {JOB_COLUMNS}"
     );
-    let fingerprint = NewJob::fingerprint(job.user_id, job.file_id, job.copies);
     let row = db
         .query_opt(
             &sql,
@@ -93,11 +104,27 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<Prin
                 &job.printer_url,
                 &job.image_url,
                 &job.idempotency_key,
-                &fingerprint,
+                &job.fingerprint,
             ],
         )
         .await?;
     row.as_ref().map(job_from_row).transpose()
+}
+
+/// Points the queued jobs of each printer `(id, url)` at its current URL; returns how
+/// many moved. Jobs already at a printer stay with it: that printer calls back.
+pub async fn reroute(db: &impl GenericClient, printers: &[(i64, String)]) -> Result<u64, DbError> {
+    let (ids, urls): (Vec<i64>, Vec<&str>) =
+        printers.iter().map(|(id, url)| (*id, url.as_str())).unzip();
+    let moved = db
+        .execute(
+            "UPDATE print_jobs AS j SET printer_url = r.url, updated_at = now()
+             FROM unnest($1::bigint[], $2::text[]) AS r(id, url)
+             WHERE j.printer_id = r.id AND j.state = 'queued' AND j.printer_url <> r.url",
+            &[&ids, &urls],
+        )
+        .await?;
+    Ok(moved)
 }
 
 /// The job a user created with `key`, and the fingerprint of its request.

@@ -1,15 +1,22 @@
 //! `/images/{id}/original|thumbnail`: a redirect to a short-lived presigned S3 URL,
 //! so image bytes never pass through this service. Open (no token): users' browsers
 //! and printers follow these links. A deleted task's links answer 404.
+//!
+//! Browsers and printers may reach S3 by different names (under docker compose a
+//! browser on the host knows `localhost:9000`, a printer container `s3:9000`), so
+//! `?network=internal` asks for a link on the services' own S3 endpoint: the link
+//! management-api hands printers (its `/lookup`'s `image_url`).
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use pixpress_domain::download::DownloadState;
 use pixpress_kit::problem::resource;
+use pixpress_kit::query::ValidQuery;
 use uuid::Uuid;
 
 use crate::download_tasks;
 use crate::error::DownloadError;
+use crate::storage::Audience;
 use crate::State;
 
 /// How long a presigned URL stays valid.
@@ -18,6 +25,17 @@ const PRESIGNED_FOR_SECS: u32 = 3600;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/images/{id}/original").route(web::get().to(original)))
         .service(resource("/images/{id}/thumbnail").route(web::get().to(thumbnail)));
+}
+
+/// The query of an image link.
+#[derive(Debug, serde::Deserialize, validator::Validate, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    /// Where the opener reaches S3: `public` (the default: users' browsers,
+    /// `S3_PUBLIC_ENDPOINT`) or `internal` (printers and services, `S3_ENDPOINT`).
+    #[serde(default)]
+    #[param(inline)]
+    network: Audience,
 }
 
 #[derive(Clone, Copy)]
@@ -30,6 +48,7 @@ async fn redirect(
     state: &State,
     id: Uuid,
     variant: Variant,
+    audience: Audience,
 ) -> Result<HttpResponse, DownloadError> {
     let task = state
         .db
@@ -55,7 +74,7 @@ async fn redirect(
         .as_ref()
         .ok_or(DownloadError::StorageNotConfigured)?;
     let url = storage
-        .presign_get(&key, PRESIGNED_FOR_SECS)
+        .presign_get_for(audience, &key, PRESIGNED_FOR_SECS)
         .await
         .map_err(DownloadError::StorageUnavailable)?;
     Ok(HttpResponse::Found()
@@ -66,11 +85,12 @@ async fn redirect(
 
 /// Redirects to the stored original.
 #[utoipa::path(get, path = "/images/{id}/original", tag = "images",
-    params(("id" = Uuid, Path, description = "The download task")),
+    params(("id" = Uuid, Path, description = "The download task"), LinkQuery),
     responses(
         (status = 302, description = "To a presigned S3 URL of the original, valid for an hour",
             headers(("Location" = String, description = "The presigned URL"),
                 ("Cache-Control" = String, description = "`private, max-age=60`"))),
+        (status = 400, description = "`network` is neither `public` nor `internal`"),
         (status = 404, description = "No such image, it was deleted, or its download failed"),
         (status = 409, description = "Not downloaded yet",
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
@@ -80,17 +100,20 @@ async fn redirect(
 pub async fn original(
     state: web::Data<State>,
     id: web::Path<Uuid>,
+    query: ValidQuery<LinkQuery>,
 ) -> Result<HttpResponse, DownloadError> {
-    redirect(&state, id.into_inner(), Variant::Original).await
+    let network = query.into_inner().network;
+    redirect(&state, id.into_inner(), Variant::Original, network).await
 }
 
 /// Redirects to the stored JPEG thumbnail.
 #[utoipa::path(get, path = "/images/{id}/thumbnail", tag = "images",
-    params(("id" = Uuid, Path, description = "The download task")),
+    params(("id" = Uuid, Path, description = "The download task"), LinkQuery),
     responses(
         (status = 302, description = "To a presigned S3 URL of the JPEG thumbnail, valid for an hour",
             headers(("Location" = String, description = "The presigned URL"),
                 ("Cache-Control" = String, description = "`private, max-age=60`"))),
+        (status = 400, description = "`network` is neither `public` nor `internal`"),
         (status = 404, description = "No such image, it was deleted, or its download failed"),
         (status = 409, description = "Not downloaded yet",
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
@@ -100,6 +123,8 @@ pub async fn original(
 pub async fn thumbnail(
     state: web::Data<State>,
     id: web::Path<Uuid>,
+    query: ValidQuery<LinkQuery>,
 ) -> Result<HttpResponse, DownloadError> {
-    redirect(&state, id.into_inner(), Variant::Thumbnail).await
+    let network = query.into_inner().network;
+    redirect(&state, id.into_inner(), Variant::Thumbnail, network).await
 }

@@ -5,19 +5,19 @@ use super::*;
 
 #[test]
 fn lookup_refuses_strangers_unready_images_and_unknown_files() {
-    let catalog = Catalog::new("http://printer");
+    let catalog = Catalog::new(["http://printer"]);
     let pending = catalog.create_image(1, "http://x/a.jpg".into(), false);
     let ready = catalog.create_image(1, "http://x/b.jpg".into(), true);
-    assert_eq!(catalog.lookup(1, 999), Err(LookupRefusal::NoSuchImage(999)));
+    assert_eq!(catalog.lookup(1, 999, None), Err(LookupRefusal::NoSuchImage(999)));
     assert_eq!(
-        catalog.lookup(2, ready.id),
+        catalog.lookup(2, ready.id, None),
         Err(LookupRefusal::NotOwner(ready.id))
     );
     assert_eq!(
-        catalog.lookup(1, pending.id),
+        catalog.lookup(1, pending.id, None),
         Err(LookupRefusal::NotReady(pending.id))
     );
-    let ok = catalog.lookup(1, ready.id).unwrap();
+    let ok = catalog.lookup(1, ready.id, None).unwrap();
     assert_eq!(ok.image_url, "http://x/b.jpg");
     assert_eq!(
         (ok.printer_id, ok.printer_url.as_str()),
@@ -25,10 +25,27 @@ fn lookup_refuses_strangers_unready_images_and_unknown_files() {
     );
 }
 
+#[test]
+fn lookup_takes_the_printer_asked_for_or_the_first_enabled_one() {
+    let catalog = Catalog::new(["http://one", "http://two"]);
+    let image = catalog.create_image(1, "http://x/b.jpg".into(), true);
+    let printer = |asked| catalog.lookup(1, image.id, asked).map(|l| l.printer_url);
+    assert_eq!(printer(None).as_deref(), Ok("http://one"));
+    assert_eq!(printer(Some(2)).as_deref(), Ok("http://two"));
+    assert_eq!(printer(Some(3)), Err(LookupRefusal::NoSuchPrinter(3)));
+
+    assert!(!catalog.put_printer(1, "http://one".into(), false));
+    assert_eq!(printer(Some(1)), Err(LookupRefusal::PrinterDisabled(1)));
+    assert_eq!(printer(None).as_deref(), Ok("http://two"), "the default moves on");
+    catalog.put_printer(2, "http://two".into(), false);
+    assert_eq!(printer(None), Err(LookupRefusal::NoPrinter));
+}
+
 fn completed(task: Uuid) -> DownloadResult {
     DownloadResult::Completed {
         original_url: format!("http://d/images/{task}/original"),
         thumbnail_url: format!("http://d/images/{task}/thumbnail"),
+        print_url: format!("http://internal/images/{task}/original?network=internal"),
     }
 }
 
@@ -40,7 +57,7 @@ fn failed(error: &str) -> DownloadResult {
 
 #[test]
 fn a_download_result_settles_a_pending_image_once() {
-    let catalog = Catalog::new("http://printer");
+    let catalog = Catalog::new(["http://printer"]);
     let image = catalog.create_image(1, "http://x/a.jpg".into(), false);
     let task = Uuid::new_v4();
     assert!(catalog.awaits_request(image.id));
@@ -59,8 +76,9 @@ fn a_download_result_settles_a_pending_image_once() {
         Err(SettleRefusal::AlreadySettled(image.id, ImageStatus::Ready))
     );
     assert_eq!(
-        catalog.lookup(1, image.id).unwrap().image_url,
-        format!("http://d/images/{task}/original")
+        catalog.lookup(1, image.id, None).unwrap().image_url,
+        format!("http://internal/images/{task}/original?network=internal"),
+        "printers get the link for their network, not the user's"
     );
     assert_eq!(
         catalog.settle(999, task, failed("timeout")),
@@ -70,7 +88,7 @@ fn a_download_result_settles_a_pending_image_once() {
 
 #[test]
 fn only_the_task_an_image_waits_for_settles_it() {
-    let catalog = Catalog::new("http://printer");
+    let catalog = Catalog::new(["http://printer"]);
     let image = catalog.create_image(1, "http://x/a.jpg".into(), false);
     let (taken, stranger) = (Uuid::new_v4(), Uuid::new_v4());
     catalog.task_taken(image.id, Some(taken));
@@ -86,7 +104,7 @@ fn only_the_task_an_image_waits_for_settles_it() {
 
 #[test]
 fn a_report_before_the_answer_names_the_task() {
-    let catalog = Catalog::new("http://printer");
+    let catalog = Catalog::new(["http://printer"]);
     let image = catalog.create_image(1, "http://x/a.jpg".into(), false);
     let task = Uuid::new_v4();
     // The report overtakes download-service's answer to `POST /downloads`.
@@ -101,7 +119,7 @@ fn a_report_before_the_answer_names_the_task() {
 
 #[test]
 fn a_retried_image_refuses_its_old_tasks_report() {
-    let catalog = Catalog::new("http://printer");
+    let catalog = Catalog::new(["http://printer"]);
     let image = catalog.create_image(1, "http://x/a.jpg".into(), false);
     let old = Uuid::new_v4();
     catalog.task_taken(image.id, Some(old));
@@ -135,7 +153,7 @@ fn a_retried_image_refuses_its_old_tasks_report() {
 
 #[test]
 fn only_taken_downloads_pending_past_the_deadline_are_overdue() {
-    let catalog = Catalog::new("http://printer");
+    let catalog = Catalog::new(["http://printer"]);
     let asking = catalog.create_image(1, "http://x/a.jpg".into(), false);
     let taken = catalog.create_image(1, "http://x/b.jpg".into(), false);
     let untracked = catalog.create_image(1, "http://x/c.jpg".into(), false);

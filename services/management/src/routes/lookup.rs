@@ -20,8 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 400, description = "Missing or non-integer `user_id`/`file_id`"),
         (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
         (status = 403, description = "The token has neither the `service` nor the `admin` role, or the image belongs to someone else"),
-        (status = 404, description = "No such image"),
-        (status = 409, description = "The image is not downloaded yet"),
+        (status = 404, description = "No such image (`image-not-found`), or no such printer (`printer-not-found`)"),
+        (status = 409, description = "The image is not downloaded yet (`image-not-ready`), or the printer is disabled (`printer-disabled`)"),
+        (status = 503, description = "No printer was asked for and none is enabled (`no-printer`)"),
     ))]
 pub async fn lookup(
     state: web::Data<State>,
@@ -36,6 +37,10 @@ pub async fn lookup(
     if !state.lookup_latency.is_zero() {
         tokio::time::sleep(state.lookup_latency).await;
     }
-    let LookupQuery { user_id, file_id } = query.into_inner();
-    Ok(HttpResponse::Ok().json(state.catalog.lookup(user_id, file_id)?))
+    let LookupQuery {
+        user_id,
+        file_id,
+        printer_id,
+    } = query.into_inner();
+    Ok(HttpResponse::Ok().json(state.catalog.lookup(user_id, file_id, printer_id)?))
 }

@@ -24,12 +24,16 @@ pub async fn list_printers(state: web::Data<State>, _caller: Caller) -> HttpResp
     HttpResponse::Ok().json(state.catalog.printers())
 }
 
-/// Registers printer `id` at `url`, or moves it there.
+/// Registers printer `id` at `url`, or moves it there; `enabled: false` takes it out
+/// of service for new jobs (lookups naming it answer 409, and the default printer
+/// is the next enabled one). Jobs print-service already holds for it still print:
+/// print-service reads this registry and sends a moved printer's queued jobs to its
+/// new URL.
 #[utoipa::path(put, path = "/printers/{id}", security(("bearer" = [])), tag = "printers",
     params(("id" = i64, Path, minimum = 1, description = "The printer")),
     request_body = PutPrinter,
     responses(
-        (status = 200, description = "Printer moved", body = Printer),
+        (status = 200, description = "Printer moved, enabled or disabled", body = Printer),
         (status = 201, description = "Printer registered", body = Printer),
         (status = 400, description = "Invalid body"),
         (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
@@ -48,12 +52,13 @@ pub async fn put_printer(
         return Err(ManagementError::AdminOnly("register printers"));
     }
     let id = positive(id.into_inner(), "printer")?;
-    let url = body.into_inner().url;
+    let PutPrinter { url, enabled } = body.into_inner();
     let printer = Printer {
         id,
         url: url.clone(),
+        enabled,
     };
-    if state.catalog.put_printer(id, url) {
+    if state.catalog.put_printer(id, url, enabled) {
         Ok(HttpResponse::Created().json(printer))
     } else {
         Ok(HttpResponse::Ok().json(printer))

@@ -251,8 +251,19 @@ pub struct RequestedImage {
 impl RequestedImage {
     /// No report of the task sent yet.
     pub async fn start(downloads: &FakeDownloadService) -> Self {
+        Self::start_with(downloads, |_| {}).await
+    }
+
+    /// [`start`](Self::start) with more settings.
+    pub async fn start_with(
+        downloads: &FakeDownloadService,
+        configure: impl FnOnce(&mut pixpress_management::Config),
+    ) -> Self {
         let download_url = downloads.url();
-        let (url, reconciler) = spawn_app(|c| c.download_url = download_url);
+        let (url, reconciler) = spawn_app(|c| {
+            c.download_url = download_url;
+            configure(c);
+        });
         let image = create_pending(&url, 1, CAT).await;
         let task = taken_task(&url, downloads).await;
         Self {

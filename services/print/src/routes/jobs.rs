@@ -75,7 +75,7 @@ async fn replay(
     match earlier {
         None => Ok(None),
         Some((job, fingerprint)) => {
-            let this = NewJob::fingerprint(request.user_id, request.file_id, request.copies);
+            let this = NewJob::fingerprint(request);
             if fingerprint == this {
                 Ok(Some(job))
             } else {
@@ -98,14 +98,14 @@ async fn replay(
         (status = 400, description = "Invalid body (each bad field is named) or Idempotency-Key"),
         (status = 401, description = "Missing, malformed, expired or foreign bearer token"),
         (status = 403, description = "`user_id` is not the token's user, or the file belongs to another user"),
-        (status = 404, description = "No such file"),
-        (status = 409, description = "The image is not downloaded yet"),
+        (status = 404, description = "No such file (`file-not-found`), or no such printer (`printer-not-found`)"),
+        (status = 409, description = "The image is not downloaded yet (`file-not-ready`), or the printer chosen is disabled (`printer-disabled`)"),
         (status = 413, description = "Body over 64 KiB"),
         (status = 415, description = "Not JSON"),
         (status = 422, description = "Idempotency-Key reused with another body"),
         (status = 429, description = "At capacity (`saturated`: no backend permit free), or this user already holds their share of the permits (`user-share-exceeded`, BACKEND_PERMITS_PER_USER)"),
         (status = 502, description = "The management API answered unexpectedly", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
-        (status = 503, description = "The management API is unreachable, or the database is unavailable", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The management API is unreachable, the database is unavailable, or no printer is enabled (`no-printer`)", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 504, description = "The management API did not answer in time", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn create_job(
@@ -129,11 +129,12 @@ pub async fn create_job(
     }
     let lookup = state
         .management
-        .lookup(request.user_id, request.file_id)
+        .lookup(request.user_id, request.file_id, request.printer_id)
         .await?;
     drop(permit);
 
     let new = NewJob {
+        fingerprint: NewJob::fingerprint(&request),
         user_id: request.user_id,
         file_id: request.file_id,
         copies: request.copies,

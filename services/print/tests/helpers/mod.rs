@@ -95,7 +95,7 @@ pub async fn record_image(
 ) -> i64 {
     let res = http
         .post(format!("{management_url}/users/{user_id}/images"))
-        .json(&json!({"url": "http://images.example/cat.jpg", "ready": ready}))
+        .json(&json!({"url": pixpress_testkit::images::sample_image_url(), "ready": ready}))
         .send()
         .await
         .unwrap();
