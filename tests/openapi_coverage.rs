@@ -696,6 +696,40 @@ async fn placing_a_new_printer(system: &System, sm: &str) {
         "PUT a new printer",
     )
     .await;
+    // With every printer disabled, a lookup that names none finds none.
+    for id in [1, 9] {
+        expect(
+            bearer(
+                system.http.put(format!("{sm}/printers/{id}")),
+                &system.admin,
+            )
+            .json(&json!({"url": nowhere(), "enabled": false})),
+            200,
+            "PUT a printer out of service",
+        )
+        .await;
+    }
+    let ready = expect(
+        bearer(
+            system.http.post(format!("{sm}/users/1/images")),
+            &system.admin,
+        )
+        .json(&json!({"url": "http://example.com/ready.jpg", "ready": true})),
+        201,
+        "POST a ready image",
+    )
+    .await;
+    expect(
+        bearer(
+            system
+                .http
+                .get(format!("{sm}/lookup?user_id=1&file_id={}", ready["id"])),
+            &system.service,
+        ),
+        503,
+        "lookup with every printer disabled",
+    )
+    .await;
 }
 
 /// User 1's image on the second management-api whose download nobody takes (it
@@ -1267,6 +1301,10 @@ async fn reading_stored_images(system: &System, done: &Value, slow: &Value) {
         let image =
             |id: &Value| format!("{d}/images/{}/{variant}", id.as_str().unwrap_or_default());
         expect(http.get(image(&done["id"])), 302, "GET a stored image").await;
+        let for_printers = format!("{}?network=internal", image(&done["id"]));
+        expect(http.get(for_printers), 302, "GET a printer's link").await;
+        let elsewhere = format!("{}?network=moon", image(&done["id"]));
+        expect(http.get(elsewhere), 400, "GET a link for no known network").await;
         expect(
             http.get(image(&slow["id"])),
             409,

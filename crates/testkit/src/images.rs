@@ -153,7 +153,12 @@ mod tests {
 /// A small real JPEG (64×48, two-tone): what [`sample_image_url`] serves.
 pub fn sample_jpeg() -> &'static [u8] {
     static JPEG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    JPEG.get_or_init(|| encode(&DynamicImage::ImageRgb8(two_tone(64, 48)), ImageFormat::Jpeg))
+    JPEG.get_or_init(|| {
+        encode(
+            &DynamicImage::ImageRgb8(two_tone(64, 48)),
+            ImageFormat::Jpeg,
+        )
+    })
 }
 
 /// A URL serving [`sample_jpeg`], from a server that lives as long as the test

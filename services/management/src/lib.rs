@@ -79,8 +79,18 @@ pub fn build_app(config: Config, listener: TcpListener) -> anyhow::Result<Manage
         ("PRINTER_URL", &config.printer_url),
     ]
     .into_iter()
-    .chain(config.download_public_url.iter().map(|u| ("DOWNLOAD_PUBLIC_URL", u)))
-    .chain(config.extra_printer_urls.iter().map(|u| ("EXTRA_PRINTER_URLS", u)));
+    .chain(
+        config
+            .download_public_url
+            .iter()
+            .map(|u| ("DOWNLOAD_PUBLIC_URL", u)),
+    )
+    .chain(
+        config
+            .extra_printer_urls
+            .iter()
+            .map(|u| ("EXTRA_PRINTER_URLS", u)),
+    );
     for (name, value) in urls {
         http_url(value).map_err(|_| anyhow::anyhow!("{name} must hold http(s) URLs"))?;
     }

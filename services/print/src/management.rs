@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use pixpress_domain::management::{Lookup, Printer};
 use pixpress_domain::problem::Problem;
-use pixpress_kit::problem::PROBLEM_TYPE_BASE;
 use pixpress_kit::client::ForwardRequestId;
+use pixpress_kit::problem::PROBLEM_TYPE_BASE;
 use prometheus::HistogramVec;
 
 use crate::error::PrintError;
@@ -98,7 +98,10 @@ impl ManagementClient {
             status @ (403 | 404 | 409 | 503) => {
                 // Which 404 or 409 it is, the problem's stable code says.
                 let code = match response.json::<Problem>().await {
-                    Ok(problem) => problem.kind.strip_prefix(PROBLEM_TYPE_BASE).map(str::to_owned),
+                    Ok(problem) => problem
+                        .kind
+                        .strip_prefix(PROBLEM_TYPE_BASE)
+                        .map(str::to_owned),
                     Err(_) => None,
                 };
                 match (status, code.as_deref()) {

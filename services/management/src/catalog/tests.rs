@@ -8,7 +8,10 @@ fn lookup_refuses_strangers_unready_images_and_unknown_files() {
     let catalog = Catalog::new(["http://printer"]);
     let pending = catalog.create_image(1, "http://x/a.jpg".into(), false);
     let ready = catalog.create_image(1, "http://x/b.jpg".into(), true);
-    assert_eq!(catalog.lookup(1, 999, None), Err(LookupRefusal::NoSuchImage(999)));
+    assert_eq!(
+        catalog.lookup(1, 999, None),
+        Err(LookupRefusal::NoSuchImage(999))
+    );
     assert_eq!(
         catalog.lookup(2, ready.id, None),
         Err(LookupRefusal::NotOwner(ready.id))
@@ -36,7 +39,11 @@ fn lookup_takes_the_printer_asked_for_or_the_first_enabled_one() {
 
     assert!(!catalog.put_printer(1, "http://one".into(), false));
     assert_eq!(printer(Some(1)), Err(LookupRefusal::PrinterDisabled(1)));
-    assert_eq!(printer(None).as_deref(), Ok("http://two"), "the default moves on");
+    assert_eq!(
+        printer(None).as_deref(),
+        Ok("http://two"),
+        "the default moves on"
+    );
     catalog.put_printer(2, "http://two".into(), false);
     assert_eq!(printer(None), Err(LookupRefusal::NoPrinter));
 }
