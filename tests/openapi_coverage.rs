@@ -1399,7 +1399,7 @@ async fn printing(system: &System, image_host: &Fixture) -> Value {
     let jobs = format!("{}/jobs", system.stack.printer_url);
     let print = json!({
         "correlation_id": Uuid::new_v4(),
-        "image_url": "http://example.com/a.jpg",
+        "image_url": pixpress_testkit::images::sample_image_url(),
         "copies": 1,
         "callback_url": format!("{}/callback", image_host.url),
     });

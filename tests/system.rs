@@ -20,7 +20,8 @@ async fn json(res: reqwest::Response, status: u16) -> Value {
 async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
     let (stack, _db) = stack().await;
     let png = encode(&two_tone(640, 480).into(), ImageFormat::Png);
-    let host = Fixture::start(move |_| Reply::bytes(200, "image/png", png.clone()));
+    let served = png.clone();
+    let host = Fixture::start(move |_| Reply::bytes(200, "image/png", served.clone()));
     let http = client_as(&stack.token("0", &["admin"]));
 
     let image_url = format!("{}/cat.png", host.url);
@@ -55,15 +56,17 @@ async fn an_image_added_by_url_is_downloaded_thumbnailed_and_printed() {
     .await;
     job_reaches(&http, &stack, job["id"].as_str().unwrap(), "completed").await;
     let printed = pixpress_testkit::printer::printed(&stack.printer_url).await;
-    assert_eq!(ready["original_url"], printed[0].image_url);
     assert_eq!(printed[0].printed, 1);
     assert_eq!(printed[0].copies, 2);
-    // The printer can fetch what it was given: the original, via S3.
-    let original = browser
-        .get(ready["original_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    // The printer got the printers' link to the same original, and fetched it: the
+    // very bytes the user's image host served.
+    let original = ready["original_url"].as_str().unwrap();
+    assert_eq!(printed[0].image_url, format!("{original}?network=internal"));
+    assert_eq!(printed[0].image_bytes, Some(png.len() as u64));
+    let digest = pixpress_testkit::images::sha256_hex(&png);
+    assert_eq!(printed[0].image_sha256.as_deref(), Some(digest.as_str()));
+    // And the user's own link works from a browser.
+    let original = browser.get(original).send().await.unwrap();
     assert_eq!(original.status(), 200);
     assert_eq!(original.headers()["content-type"], "image/png");
     stack.stop().await;

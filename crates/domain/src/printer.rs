@@ -11,6 +11,13 @@ use validator::Validate;
 use crate::management::{http_url, http_url_schema, long_http_url_schema};
 use crate::JobState;
 
+/// The stable reason (callback `detail`, status `error`) of a job that failed because
+/// its printer could not fetch its image.
+pub const IMAGE_UNREACHABLE: &str = "image_unreachable";
+/// The stable reason of a job that failed because what its printer fetched is not an
+/// image.
+pub const IMAGE_UNDECODABLE: &str = "image_undecodable";
+
 /// `POST {printer_url}/jobs` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate, ToSchema)]
 pub struct PrinterJob {
@@ -116,14 +123,18 @@ pub struct PrinterJobStatus {
     pub received: u32,
     /// How many times the printer printed it: 1 once finished, never more.
     pub printed: u32,
-    /// Size of the image the printer fetched; `null` until it fetched one (or when it
-    /// does not fetch images, like printer-sim).
+    /// Size in bytes of the image the printer fetched from the job's `image_url`;
+    /// `null` until it fetched one, and for a job whose image it could not get.
     #[schema(required = true)]
     pub image_bytes: Option<u64>,
-    /// Hex SHA-256 of the image the printer fetched; `null` like `image_bytes`.
+    /// Lowercase hex SHA-256 of the image the printer fetched; `null` like
+    /// `image_bytes`.
     #[schema(required = true, pattern = "^[0-9a-f]{64}$")]
     pub image_sha256: Option<String>,
-    /// Why the job failed, when it did.
+    /// Why the job failed, when it did. Stable reasons every printer uses:
+    /// `image_unreachable` (its image could not be fetched) and `image_undecodable`
+    /// (what was fetched is not an image); printers add their own (printer-sim's
+    /// simulated `paper jam`).
     #[schema(required = true)]
     pub error: Option<String>,
 }
@@ -142,6 +153,16 @@ pub struct PrintedJob {
     pub status: PrinterJobState,
     /// Whether print-service acknowledged the final callback.
     pub reported: bool,
+    /// Size in bytes of the image the printer fetched; `null` until fetched, and for
+    /// a job whose image could not be fetched (absent from older printers' lists).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub image_bytes: Option<u64>,
+    /// Lowercase hex SHA-256 of the image the printer fetched; `null` like
+    /// `image_bytes`.
+    #[serde(default)]
+    #[schema(required = true, pattern = "^[0-9a-f]{64}$")]
+    pub image_sha256: Option<String>,
 }
 
 #[cfg(test)]

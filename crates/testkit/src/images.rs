@@ -126,30 +126,6 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     png
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fixtures_decode_as_what_they_claim() {
-        let img = DynamicImage::ImageRgb8(two_tone(40, 20));
-        for format in [
-            ImageFormat::Jpeg,
-            ImageFormat::Png,
-            ImageFormat::WebP,
-            ImageFormat::Gif,
-        ] {
-            let bytes = encode(&img, format);
-            assert_eq!(image::guess_format(&bytes).unwrap(), format);
-            let decoded = image::load_from_memory(&bytes).unwrap();
-            assert_eq!((decoded.width(), decoded.height()), (40, 20));
-        }
-        let rotated = with_exif_orientation(&encode(&img, ImageFormat::Jpeg), 6);
-        assert!(image::load_from_memory(&rotated).is_ok());
-        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
-    }
-}
-
 /// A small real JPEG (64×48, two-tone): what [`sample_image_url`] serves.
 pub fn sample_jpeg() -> &'static [u8] {
     static JPEG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
@@ -183,4 +159,34 @@ pub fn sample_image_url() -> &'static str {
         });
         url.recv().expect("the sample image server starts")
     })
+}
+
+/// The lowercase hex SHA-256 of `bytes`, as printers report what they fetched.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_decode_as_what_they_claim() {
+        let img = DynamicImage::ImageRgb8(two_tone(40, 20));
+        for format in [
+            ImageFormat::Jpeg,
+            ImageFormat::Png,
+            ImageFormat::WebP,
+            ImageFormat::Gif,
+        ] {
+            let bytes = encode(&img, format);
+            assert_eq!(image::guess_format(&bytes).unwrap(), format);
+            let decoded = image::load_from_memory(&bytes).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (40, 20));
+        }
+        let rotated = with_exif_orientation(&encode(&img, ImageFormat::Jpeg), 6);
+        assert!(image::load_from_memory(&rotated).is_ok());
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+    }
 }

@@ -43,6 +43,17 @@ pub struct Config {
     /// missing. Unset: jobs are kept in memory only and forgotten at exit.
     #[arg(long, env = "PRINTER_STATE_DIR")]
     pub printer_state_dir: Option<PathBuf>,
+    /// Largest image the printer fetches, in bytes; a larger one fails the job
+    /// (`image_unreachable`) without being read to the end.
+    #[arg(long, env = "PRINTER_MAX_IMAGE_BYTES", default_value_t = 50 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub printer_max_image_bytes: u64,
+    /// Time one attempt to fetch a job's image may take (connecting, redirects and the
+    /// whole body), in milliseconds. A timed-out attempt is retried, as a refused
+    /// connection, a 5xx or a 429 are.
+    #[arg(long, env = "PRINTER_FETCH_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub printer_fetch_timeout_ms: u64,
 }
 
 impl Config {
@@ -57,10 +68,16 @@ impl Config {
             printer_fail_rate: 0.0,
             printer_capacity: 32,
             printer_state_dir: None,
+            printer_max_image_bytes: 50 * 1024 * 1024,
+            printer_fetch_timeout_ms: 30_000,
         }
     }
 
     pub fn delay_per_copy(&self) -> Duration {
         Duration::from_millis(self.printer_delay_ms)
+    }
+
+    pub fn fetch_timeout(&self) -> Duration {
+        Duration::from_millis(self.printer_fetch_timeout_ms)
     }
 }

@@ -1,13 +1,15 @@
 //! printer-sim: a simulated HTTP printer. It accepts jobs (deduplicated by
-//! correlation id), "prints" each for `PRINTER_DELAY_MS` per copy, and calls the
-//! print service back with Standard Webhooks–signed status updates, retrying while
-//! the print service is unreachable. It never fetches anything: the image URL it is
-//! given is recorded, not downloaded. With `PRINTER_STATE_DIR` its jobs survive a
-//! restart (a journal on disk, like a real printer's spool); otherwise they live in
-//! memory.
+//! correlation id), fetches each job's image as a real printer would (checking that
+//! it is an image and recording its size and SHA-256; one it cannot get fails the
+//! job with `image_unreachable` or `image_undecodable`), "prints" it for
+//! `PRINTER_DELAY_MS` per copy, and calls the print service back with Standard
+//! Webhooks–signed status updates, retrying while the print service is unreachable.
+//! With `PRINTER_STATE_DIR` its jobs survive a restart (a journal on disk, like a
+//! real printer's spool); otherwise they live in memory.
 
 mod config;
 mod error;
+mod fetch;
 mod printer;
 mod routes;
 pub mod spool;
@@ -24,11 +26,14 @@ use pixpress_kit::webhook::WebhookSecret;
 use utoipa::OpenApi;
 
 pub use config::Config;
+pub use fetch::FetchedImage;
+use fetch::ImageFetcher;
 use printer::Printer;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(description = "A simulated printer."),
+    info(description = "A simulated printer: it fetches each job's image, prints it slowly \
+                         and calls back with signed status updates."),
     paths(
         routes::submit_job,
         routes::list_jobs,
@@ -46,16 +51,30 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         "callbacks go unsigned and will be refused",
     )?;
     let metrics = http_metrics("printer");
-    let outcomes = MetricsRegistrar::new(&metrics.registry, "printer").int_counter_vec(
+    let registrar = MetricsRegistrar::new(&metrics.registry, "printer");
+    let outcomes = registrar.int_counter_vec(
         "jobs_printed_total",
         "Jobs printed, by outcome",
         &["outcome"],
+    );
+    let fetches = registrar.int_counter_vec(
+        "image_fetches_total",
+        "Jobs' images fetched (after retries), by outcome: ok, unreachable, undecodable",
+        &["outcome"],
+    );
+    let http = http_client("printer-sim", std::time::Duration::from_secs(5));
+    let images = ImageFetcher::new(
+        http.clone(),
+        config.printer_max_image_bytes,
+        config.fetch_timeout(),
+        fetches,
     );
     let mut background = Background::new();
     let printer = Arc::new(Printer::new(
         &config,
         secret,
-        http_client("printer-sim", std::time::Duration::from_secs(5)),
+        http,
+        images,
         outcomes,
         background.token(),
     ));

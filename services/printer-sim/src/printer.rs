@@ -1,5 +1,8 @@
-//! The simulated printer itself: its queue, the slow "printing", and the signed
-//! callbacks it keeps retrying until print-service takes them.
+//! The simulated printer itself: its queue, the image it fetches for each job
+//! ([`crate::fetch`]) before it reports `printing`, the slow "printing", and the
+//! signed callbacks it keeps retrying until print-service takes them. A job whose
+//! image it cannot get ends `failed` (`image_unreachable`, or `image_undecodable`
+//! for bytes that are not an image) without a `printing` callback.
 //!
 //! Jobs are deduplicated by correlation id: a job sent twice (a dispatcher retrying
 //! after a crash or a lost answer) is acknowledged again but printed once. With
@@ -25,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::PrinterError;
+use crate::fetch::{FetchedImage, ImageFetcher};
 use crate::spool::{self, Entry, Journal, Outcome, Pending, Replay, SpoolError, JOURNAL_FILE};
 
 /// How long the printer keeps retrying one callback before giving up.
@@ -42,6 +46,7 @@ pub struct Printer {
     fail_rate: f64,
     secret: Option<WebhookSecret>,
     http: reqwest::Client,
+    images: ImageFetcher,
     outcomes: IntCounterVec,
     stop: CancellationToken,
     spool: Spool,
@@ -55,6 +60,8 @@ struct Tracked {
     status: PrinterJobState,
     /// Why it failed, when it did.
     error: Option<String>,
+    /// The image fetched for it, once fetched.
+    image: Option<FetchedImage>,
     reported: bool,
 }
 
@@ -66,6 +73,7 @@ impl Tracked {
             printed: 0,
             status: PrinterJobState::Accepted,
             error: None,
+            image: None,
             reported: false,
         }
     }
@@ -101,11 +109,13 @@ pub enum Submission {
 }
 
 impl Printer {
-    /// A printer with `config`'s capacity, speed, failure rate and spool.
+    /// A printer with `config`'s capacity, speed, failure rate and spool, fetching
+    /// images with `images`.
     pub fn new(
         config: &crate::Config,
         secret: Option<WebhookSecret>,
         http: reqwest::Client,
+        images: ImageFetcher,
         outcomes: IntCounterVec,
         stop: CancellationToken,
     ) -> Self {
@@ -125,6 +135,7 @@ impl Printer {
             fail_rate: config.printer_fail_rate.clamp(0.0, 1.0),
             secret,
             http,
+            images,
             outcomes,
             stop,
             spool,
@@ -255,6 +266,7 @@ impl Printer {
                     printed: u32::from(spooled.printed.is_some()),
                     status,
                     error: spooled.printed.as_ref().and_then(|o| o.detail.clone()),
+                    image: spooled.printed.as_ref().and_then(|o| o.image.clone()),
                     reported: spooled.reported,
                 },
             );
@@ -330,22 +342,24 @@ impl Printer {
                 printed: t.printed,
                 status: t.status,
                 reported: t.reported,
+                image_bytes: t.image.as_ref().map(|i| i.bytes),
+                image_sha256: t.image.as_ref().map(|i| i.sha256.clone()),
             })
             .collect();
         jobs.sort_by_key(|j| j.correlation_id);
         jobs
     }
 
-    /// What became of one job, if the printer knows it (`GET /jobs/{correlation_id}`).
-    /// printer-sim fetches no images, so it has no size or digest to tell.
+    /// What became of one job, if the printer knows it (`GET /jobs/{correlation_id}`),
+    /// with the size and digest of its image once fetched.
     pub fn status(&self, id: Uuid) -> Option<PrinterJobStatus> {
         self.jobs().get(&id).map(|t| PrinterJobStatus {
             correlation_id: id,
             status: t.status,
             received: t.received,
             printed: t.printed,
-            image_bytes: None,
-            image_sha256: None,
+            image_bytes: t.image.as_ref().map(|i| i.bytes),
+            image_sha256: t.image.as_ref().map(|i| i.sha256.clone()),
             error: t.error.clone(),
         })
     }
@@ -367,19 +381,13 @@ impl Printer {
         }
     }
 
+    /// Fetches the job's image, prints it, records how it came out and reports that.
     async fn print(&self, job: PrinterJob, permit: OwnedSemaphorePermit) {
         let id = job.correlation_id;
-        self.set_status(id, |j| j.status = PrinterJobState::Printing);
-        self.report(&job, CallbackStatus::Printing, None).await;
-        tokio::time::sleep(self.delay_per_copy * job.copies.max(1) as u32).await;
-        let failed = self.fail_rate > 0.0 && rand::random::<f64>() < self.fail_rate;
-        let outcome = Outcome {
-            failed,
-            detail: failed.then(|| "paper jam".to_owned()),
-        };
+        let outcome = self.fetch_and_print(&job).await;
         self.set_status(id, |j| {
             j.printed += 1;
-            j.status = if failed {
+            j.status = if outcome.failed {
                 PrinterJobState::Failed
             } else {
                 PrinterJobState::Completed
@@ -387,17 +395,44 @@ impl Printer {
             j.error = outcome.detail.clone();
         });
         self.outcomes
-            .with_label_values(&[if failed { "failed" } else { "completed" }])
+            .with_label_values(&[if outcome.failed {
+                "failed"
+            } else {
+                "completed"
+            }])
             .inc();
-        self.record(Entry::Printed {
-            correlation_id: id,
-            failed,
-            detail: outcome.detail.clone(),
-        })
-        .await;
+        self.record(outcome.entry(id)).await;
         // The paper is out: the slot is free while we tell print-service.
         drop(permit);
         self.deliver(&job, outcome).await;
+    }
+
+    /// The image first: only a job whose image arrived is reported `printing`.
+    async fn fetch_and_print(&self, job: &PrinterJob) -> Outcome {
+        let id = job.correlation_id;
+        let image = match self.images.fetch(id, &job.image_url).await {
+            Ok(image) => image,
+            Err(e) => {
+                log::warn!("job {id} fails, its image did not arrive: {e}");
+                return Outcome {
+                    failed: true,
+                    detail: Some(e.reason().to_owned()),
+                    image: None,
+                };
+            }
+        };
+        self.set_status(id, |j| {
+            j.status = PrinterJobState::Printing;
+            j.image = Some(image.clone());
+        });
+        self.report(job, CallbackStatus::Printing, None).await;
+        tokio::time::sleep(self.delay_per_copy * job.copies.max(1) as u32).await;
+        let failed = self.fail_rate > 0.0 && rand::random::<f64>() < self.fail_rate;
+        Outcome {
+            failed,
+            detail: failed.then(|| "paper jam".to_owned()),
+            image: Some(image),
+        }
     }
 
     /// Sends the final callback of a printed job and records that it was taken.

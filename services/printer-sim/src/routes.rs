@@ -1,6 +1,7 @@
-//! printer-sim's HTTP face: `POST /jobs` to print, `GET /jobs` to see what it printed,
-//! `GET /jobs/{correlation_id}` for what became of one job (the printer protocol's
-//! status query, which print-service's reconciliation asks).
+//! printer-sim's HTTP face: `POST /jobs` to print (the image is fetched afterwards,
+//! not while the sender waits), `GET /jobs` to see what it printed and the images it
+//! fetched, `GET /jobs/{correlation_id}` for what became of one job (the printer
+//! protocol's status query, which print-service's reconciliation asks).
 
 use std::sync::Arc;
 
@@ -50,8 +51,13 @@ pub async fn submit_job(
     }))
 }
 
-/// Every job the printer has received, with how often it was received and printed.
+/// Every job the printer has received, with how often it was received and printed,
+/// and the size and SHA-256 of the image it fetched for it.
 #[utoipa::path(get, path = "/jobs", tag = "printer",
+    description = "Every job the printer has received: how often it was received and printed, \
+                   its last status, whether print-service took its final callback, and the size \
+                   and SHA-256 of the image fetched for it (`null` until fetched, and for a job \
+                   whose image could not be fetched).",
     responses((status = 200, description = "Jobs seen", body = [PrintedJob])))]
 pub async fn list_jobs(printer: web::Data<Arc<Printer>>) -> HttpResponse {
     HttpResponse::Ok().json(printer.list())
@@ -61,9 +67,17 @@ pub async fn list_jobs(printer: web::Data<Arc<Printer>>) -> HttpResponse {
 #[utoipa::path(get, path = "/jobs/{correlation_id}", tag = "printer",
     description = "The printer protocol's status query (DESIGN.md §12), asked by print-service's \
                    reconciliation when a job's callback is overdue. `status` is `accepted` (taken, \
-                   not printing yet), `printing`, `completed` or `failed` (`error` says why). \
-                   printer-sim does not fetch images, so `image_bytes` and `image_sha256` are \
-                   always `null` here.",
+                   not printing yet, or fetching its image), `printing`, `completed` or `failed`. \
+                   `image_bytes` and `image_sha256` are the size and lowercase hex SHA-256 of the \
+                   image the printer fetched from the job's `image_url` (following redirects) \
+                   before it reported `printing`; `null` until then, and for a job whose image \
+                   it could not get. `error` says why a job failed, with a stable reason: \
+                   `image_unreachable` (the image could not be fetched: a 4xx, a server still \
+                   failing, timing out or unreachable after 3 attempts, or a body over \
+                   `PRINTER_MAX_IMAGE_BYTES`), `image_undecodable` (what was fetched is not a \
+                   JPEG, PNG, GIF or WebP image), or `paper jam` (the simulated failure of \
+                   `PRINTER_FAIL_RATE`). The job's final `failed` callback carries the same \
+                   reason as its `detail`.",
     params(("correlation_id" = Uuid, Path, description = "The job's correlation id")),
     responses(
         (status = 200, description = "The printer knows the job", body = PrinterJobStatus),

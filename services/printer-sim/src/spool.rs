@@ -29,6 +29,8 @@ use pixpress_domain::printer::PrinterJob;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::fetch::FetchedImage;
+
 pub use journal::{Journal, Pending};
 
 /// The journal's file name inside `PRINTER_STATE_DIR`.
@@ -96,12 +98,18 @@ pub enum Entry {
     Accepted { job: PrinterJob },
     /// A job already accepted was sent again.
     Received { correlation_id: Uuid },
-    /// The job came out of the printer, completed or (`failed`) not.
+    /// The job came out of the printer, completed or (`failed`) not, with the size
+    /// and digest of the image it fetched (absent when the image could not be
+    /// fetched, and in lines written before printer-sim fetched images).
     Printed {
         correlation_id: Uuid,
         failed: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_bytes: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_sha256: Option<String>,
     },
     /// print-service took the job's final callback.
     Reported { correlation_id: Uuid },
@@ -112,6 +120,21 @@ pub enum Entry {
 pub struct Outcome {
     pub failed: bool,
     pub detail: Option<String>,
+    /// The image the printer fetched, if it got one.
+    pub image: Option<FetchedImage>,
+}
+
+impl Outcome {
+    /// The journal line saying job `correlation_id` came out like this.
+    pub fn entry(&self, correlation_id: Uuid) -> Entry {
+        Entry::Printed {
+            correlation_id,
+            failed: self.failed,
+            detail: self.detail.clone(),
+            image_bytes: self.image.as_ref().map(|i| i.bytes),
+            image_sha256: self.image.as_ref().map(|i| i.sha256.clone()),
+        }
+    }
 }
 
 /// A job as the journal remembers it.
@@ -137,11 +160,7 @@ impl SpooledJob {
             entries.push(Entry::Received { correlation_id: id });
         }
         if let Some(outcome) = &self.printed {
-            entries.push(Entry::Printed {
-                correlation_id: id,
-                failed: outcome.failed,
-                detail: outcome.detail.clone(),
-            });
+            entries.push(outcome.entry(id));
         }
         if self.reported {
             entries.push(Entry::Reported { correlation_id: id });
@@ -200,9 +219,18 @@ pub fn replay(text: &[u8]) -> Result<Replay, Damage> {
                 correlation_id,
                 failed,
                 detail,
+                image_bytes,
+                image_sha256,
             } => {
-                accepted(&mut replay, &index, correlation_id, number)?.printed =
-                    Some(Outcome { failed, detail });
+                // Both or neither: the writer records them together.
+                let image = image_bytes
+                    .zip(image_sha256)
+                    .map(|(bytes, sha256)| FetchedImage { bytes, sha256 });
+                accepted(&mut replay, &index, correlation_id, number)?.printed = Some(Outcome {
+                    failed,
+                    detail,
+                    image,
+                });
             }
             Entry::Reported { correlation_id } => {
                 accepted(&mut replay, &index, correlation_id, number)?.reported = true;
@@ -303,6 +331,8 @@ mod tests {
                 correlation_id: Uuid::from_u128(2),
                 failed: true,
                 detail: Some("paper jam".into()),
+                image_bytes: Some(1234),
+                image_sha256: Some("ab".repeat(32)),
             },
             Entry::Reported {
                 correlation_id: Uuid::from_u128(2),
@@ -318,7 +348,11 @@ mod tests {
             first.printed,
             Some(Outcome {
                 failed: true,
-                detail: Some("paper jam".into())
+                detail: Some("paper jam".into()),
+                image: Some(FetchedImage {
+                    bytes: 1234,
+                    sha256: "ab".repeat(32)
+                }),
             })
         );
         assert!(first.reported);
@@ -328,6 +362,25 @@ mod tests {
         assert_eq!(
             super::replay(&lines(&compact).unwrap()).unwrap().jobs,
             replay.jobs
+        );
+    }
+
+    #[test]
+    fn a_printed_line_written_before_images_were_fetched_still_replays() {
+        let mut text = lines(&[Entry::Accepted { job: job(1) }]).unwrap();
+        let id = Uuid::from_u128(1);
+        text.extend_from_slice(
+            format!("{{\"event\":\"printed\",\"correlation_id\":\"{id}\",\"failed\":false}}\n")
+                .as_bytes(),
+        );
+        let replay = replay(&text).unwrap();
+        assert_eq!(
+            replay.jobs[0].printed,
+            Some(Outcome {
+                failed: false,
+                detail: None,
+                image: None
+            })
         );
     }
 

@@ -20,6 +20,8 @@ fn help_lists_its_environment_variables() {
             "PRINTER_DELAY_MS",
             "PRINTER_CAPACITY",
             "PRINTER_STATE_DIR",
+            "PRINTER_MAX_IMAGE_BYTES",
+            "PRINTER_FETCH_TIMEOUT_MS",
         ],
     );
 }

@@ -1,79 +1,50 @@
 //! printer-sim over real HTTP: deduplication, capacity, signed callbacks that are
 //! retried until the print service takes them, and the status of one job by its
-//! correlation id.
+//! correlation id. Every job's image is served by a real image host.
 
-use std::net::TcpListener;
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use pixpress_domain::printer::{PrinterJobState, PrinterJobStatus};
 use pixpress_kit::webhook::{unix_now, WebhookSecret};
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::{client, eventually};
-use pixpress_testkit::printer::printed;
-use serde_json::{json, Value};
+use pixpress_testkit::printer::{image_host, photo};
+use serde_json::json;
 use uuid::Uuid;
 
-const SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
-
-fn spawn(configure: impl FnOnce(&mut pixpress_printer_sim::Config)) -> String {
-    let mut config = pixpress_printer_sim::Config::local();
-    config.printer_callback_secret = Some(SECRET.into());
-    config.printer_delay_ms = 0;
-    configure(&mut config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    pixpress_printer_sim::build(config, listener)
-        .unwrap()
-        .spawn()
-        .0
-}
-
-fn job(id: Uuid, callback_url: &str) -> Value {
-    json!({"correlation_id": id, "image_url": "http://images/x.jpg", "copies": 2, "callback_url": callback_url})
-}
+use support::{
+    gets, job, job_status, receiver, reported, sha256, spawn, statuses, submit, PATIENCE, SECRET,
+};
 
 #[tokio::test]
 async fn a_repeated_job_is_acknowledged_but_printed_once_with_signed_callbacks() {
-    let receiver = Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new()));
+    let receiver = receiver();
+    let images = image_host(photo());
     let printer = spawn(|_| {});
     let id = Uuid::new_v4();
-    let callback = format!("{}/print/callbacks/{id}", receiver.url);
+    let body = job(id, &format!("{}/photo.jpg", images.url), 2, &receiver);
     for duplicate in [false, true] {
-        let res = client()
-            .post(format!("{printer}/jobs"))
-            .json(&job(id, &callback))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 202);
-        assert_eq!(res.json::<Value>().await.unwrap()["duplicate"], duplicate);
+        let (status, answer) = submit(&printer, &body).await;
+        assert_eq!((status, &answer["duplicate"]), (202, &json!(duplicate)));
     }
-    let done = eventually(
-        "the job to be printed and reported",
-        Duration::from_secs(30),
-        || async { printed(&printer).await.into_iter().find(|j| j.reported) },
-    )
-    .await;
+    let done = reported(&printer, id).await;
     assert_eq!(
         (done.received, done.printed, done.status.as_str()),
         (2, 1, "completed")
     );
+    assert_eq!(
+        gets(&images),
+        1,
+        "the image is fetched once, for the one print"
+    );
 
-    let calls = receiver.requests();
-    let statuses: Vec<String> = calls
-        .iter()
-        .map(|c| {
-            serde_json::from_slice::<Value>(&c.body).unwrap()["status"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(statuses, ["printing", "completed"]);
+    assert_eq!(statuses(&receiver, id), ["printing", "completed"]);
+    assert_eq!(receiver.requests().len(), 2, "no callback elsewhere");
     let secret = WebhookSecret::parse(SECRET).unwrap();
-    for call in &calls {
-        assert_eq!(call.path, format!("/print/callbacks/{id}"));
+    for call in receiver.requests() {
         secret
             .verify(
                 call.header("webhook-id"),
@@ -98,21 +69,15 @@ async fn callbacks_are_retried_while_the_print_service_fails() {
             Reply::bytes(204, "text/plain", Vec::new())
         }
     });
+    let images = image_host(photo());
     let printer = spawn(|_| {});
     let id = Uuid::new_v4();
-    let callback = format!("{}/cb", receiver.url);
-    client()
-        .post(format!("{printer}/jobs"))
-        .json(&job(id, &callback))
-        .send()
-        .await
-        .unwrap();
-    eventually(
-        "the final callback to be taken",
-        Duration::from_secs(30),
-        || async { printed(&printer).await.into_iter().find(|j| j.reported) },
+    submit(
+        &printer,
+        &job(id, &format!("{}/photo.jpg", images.url), 1, &receiver),
     )
     .await;
+    reported(&printer, id).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         5,
@@ -122,83 +87,61 @@ async fn callbacks_are_retried_while_the_print_service_fails() {
 
 #[tokio::test]
 async fn a_full_printer_answers_503_and_bad_jobs_400() {
-    let receiver = Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new()));
+    let receiver = receiver();
+    let images = image_host(photo());
+    let image_url = format!("{}/photo.jpg", images.url);
     let printer = spawn(|c| {
         c.printer_capacity = 1;
         c.printer_delay_ms = 2000;
     });
-    let cb = format!("{}/cb", receiver.url);
-    let first = client()
-        .post(format!("{printer}/jobs"))
-        .json(&job(Uuid::new_v4(), &cb))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.status(), 202);
+    let (first, _) = submit(&printer, &job(Uuid::new_v4(), &image_url, 1, &receiver)).await;
+    assert_eq!(first, 202);
     let second = client()
         .post(format!("{printer}/jobs"))
-        .json(&job(Uuid::new_v4(), &cb))
+        .json(&job(Uuid::new_v4(), &image_url, 1, &receiver))
         .send()
         .await
         .unwrap();
     assert_eq!(second.status(), 503);
     assert_eq!(second.headers()["retry-after"], "1");
-    let bad = client()
-        .post(format!("{printer}/jobs"))
-        .json(&json!({"correlation_id": Uuid::new_v4(), "image_url": "ftp://x", "copies": 0, "callback_url": cb}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    let bad = json!({
+        "correlation_id": Uuid::new_v4(),
+        "image_url": "ftp://x",
+        "copies": 0,
+        "callback_url": format!("{}/cb", receiver.url),
+    });
+    assert_eq!(submit(&printer, &bad).await.0, 400);
 }
 
 #[tokio::test]
 async fn at_a_fail_rate_of_one_every_job_fails_with_a_detail() {
-    let receiver = Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new()));
+    let receiver = receiver();
+    let images = image_host(photo());
     let printer = spawn(|c| c.printer_fail_rate = 1.0);
-    let cb = format!("{}/cb", receiver.url);
-    client()
-        .post(format!("{printer}/jobs"))
-        .json(&job(Uuid::new_v4(), &cb))
-        .send()
-        .await
-        .unwrap();
-    let done = eventually(
-        "the failure to be reported",
-        Duration::from_secs(30),
-        || async { printed(&printer).await.into_iter().find(|j| j.reported) },
+    let id = Uuid::new_v4();
+    submit(
+        &printer,
+        &job(id, &format!("{}/photo.jpg", images.url), 1, &receiver),
     )
     .await;
+    let done = reported(&printer, id).await;
     assert_eq!(done.status, PrinterJobState::Failed);
-    let last: Value = serde_json::from_slice(&receiver.requests().last().unwrap().body).unwrap();
+    let last = support::callbacks(&receiver, id).pop().unwrap();
     assert_eq!(last, json!({"status": "failed", "detail": "paper jam"}));
-    let status = job_status(&printer, done.correlation_id).await;
+    let status = job_status(&printer, id).await;
     assert_eq!(status.error.as_deref(), Some("paper jam"));
-}
-
-async fn job_status(printer: &str, id: Uuid) -> PrinterJobStatus {
-    let res = client()
-        .get(format!("{printer}/jobs/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
 }
 
 #[tokio::test]
 async fn a_job_is_asked_after_by_its_correlation_id_through_its_life() {
-    let receiver = Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new()));
+    let receiver = receiver();
+    let image = photo();
+    let images = image_host(image.clone());
     let printer = spawn(|c| c.printer_delay_ms = 300);
     let id = Uuid::new_v4();
-    let cb = format!("{}/cb", receiver.url);
+    let body = job(id, &format!("{}/photo.jpg", images.url), 2, &receiver);
     for _ in 0..2 {
-        client()
-            .post(format!("{printer}/jobs"))
-            .json(&job(id, &cb))
-            .send()
-            .await
-            .unwrap();
+        submit(&printer, &body).await;
     }
     let printing = job_status(&printer, id).await;
     assert!(
@@ -210,7 +153,7 @@ async fn a_job_is_asked_after_by_its_correlation_id_through_its_life() {
     );
     assert_eq!((printing.received, printing.printed), (2, 0));
 
-    let done = eventually("the job to be printed", Duration::from_secs(30), || async {
+    let done = eventually("the job to be printed", PATIENCE, || async {
         let status = job_status(&printer, id).await;
         (status.status == PrinterJobState::Completed).then_some(status)
     })
@@ -222,9 +165,8 @@ async fn a_job_is_asked_after_by_its_correlation_id_through_its_life() {
             status: PrinterJobState::Completed,
             received: 2,
             printed: 1,
-            // printer-sim fetches no images.
-            image_bytes: None,
-            image_sha256: None,
+            image_bytes: Some(image.len() as u64),
+            image_sha256: Some(sha256(&image)),
             error: None,
         }
     );

@@ -1,22 +1,24 @@
 //! The printer's spool (`PRINTER_STATE_DIR`), tested on the real binary killed with
 //! SIGKILL and started again: accepted jobs survive and are printed once, repeats
-//! stay repeats, undelivered callbacks are sent, a torn last line is tolerated and a
-//! damaged journal keeps the printer out of service instead of losing jobs.
+//! stay repeats, undelivered callbacks are sent, what it fetched is still known, a
+//! torn last line is tolerated and a damaged journal keeps the printer out of
+//! service instead of losing jobs.
+
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use pixpress_printer_sim::spool::{Entry, JOURNAL_FILE};
-use pixpress_testkit::fixture::{Fixture, Reply};
+use pixpress_testkit::fixture::Fixture;
 use pixpress_testkit::http::{client, eventually};
-use pixpress_testkit::printer::printed;
+use pixpress_testkit::printer::{image_host, photo, printed};
 use pixpress_testkit::process::RunningBinary;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use support::{job_status, receiver, sha256, statuses, submit, PATIENCE, SECRET};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_printer-sim");
-const SECRET: &str = pixpress_testkit::WEBHOOK_SECRET;
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A spool folder of its own, removed afterwards.
 struct StateDir(tempfile::TempDir);
@@ -33,11 +35,6 @@ impl StateDir {
     fn journal(&self) -> PathBuf {
         self.0.path().join(JOURNAL_FILE)
     }
-}
-
-/// The callback receiver: takes every callback (204).
-fn receiver() -> Fixture {
-    Fixture::start(|_| Reply::bytes(204, "text/plain", Vec::new()))
 }
 
 async fn printer(dir: &StateDir, delay_ms: &str) -> RunningBinary {
@@ -62,39 +59,9 @@ async fn wait_ready(url: &str) {
     .await;
 }
 
-fn job(id: Uuid, receiver: &Fixture) -> Value {
-    json!({
-        "correlation_id": id,
-        "image_url": "http://images/x.jpg",
-        "copies": 1,
-        "callback_url": format!("{}/print/callbacks/{id}", receiver.url),
-    })
-}
-
-async fn submit(url: &str, body: &Value) -> (u16, Value) {
-    let res = client()
-        .post(format!("{url}/jobs"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-/// The statuses `receiver` got for job `id`, in order.
-fn callbacks(receiver: &Fixture, id: Uuid) -> Vec<String> {
-    receiver
-        .requests()
-        .iter()
-        .filter(|r| r.path == format!("/print/callbacks/{id}"))
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["status"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
+/// One copy of the image `images` serves, reported to `receiver`.
+fn job(id: Uuid, images: &Fixture, receiver: &Fixture) -> Value {
+    support::job(id, &format!("{}/photo.jpg", images.url), 1, receiver)
 }
 
 fn write_journal(path: &Path, entries: &[Entry], torn: &[u8]) {
@@ -112,14 +79,15 @@ fn write_journal(path: &Path, entries: &[Entry], torn: &[u8]) {
 async fn a_printer_killed_mid_job_prints_its_accepted_jobs_once_when_started_again() {
     let dir = StateDir::new();
     let receiver = receiver();
+    let images = image_host(photo());
     // Printing takes a minute: the kill comes while every job is accepted, unprinted.
     let mut printer = printer(&dir, "60000").await;
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
-        let (status, body) = submit(&printer.url, &job(*id, &receiver)).await;
+        let (status, body) = submit(&printer.url, &job(*id, &images, &receiver)).await;
         assert_eq!((status, &body["duplicate"]), (202, &json!(false)));
     }
-    let (status, body) = submit(&printer.url, &job(ids[0], &receiver)).await;
+    let (status, body) = submit(&printer.url, &job(ids[0], &images, &receiver)).await;
     assert_eq!((status, &body["duplicate"]), (202, &json!(true)));
     assert!(printed(&printer.url).await.iter().all(|j| j.printed == 0));
 
@@ -145,7 +113,7 @@ async fn a_printer_killed_mid_job_prints_its_accepted_jobs_once_when_started_aga
         );
         let expected = if job.correlation_id == ids[0] { 2 } else { 1 };
         assert_eq!(job.received, expected, "{job:?}");
-        let statuses = callbacks(&receiver, job.correlation_id);
+        let statuses = statuses(&receiver, job.correlation_id);
         assert_eq!(
             statuses.iter().filter(|s| *s == "completed").count(),
             1,
@@ -157,7 +125,7 @@ async fn a_printer_killed_mid_job_prints_its_accepted_jobs_once_when_started_aga
     printer.kill();
     printer.start_again().await;
     wait_ready(&printer.url).await;
-    let (status, body) = submit(&printer.url, &job(ids[1], &receiver)).await;
+    let (status, body) = submit(&printer.url, &job(ids[1], &images, &receiver)).await;
     assert_eq!((status, &body["duplicate"]), (202, &json!(true)));
     let after = printed(&printer.url).await;
     assert_eq!(after.len(), 3);
@@ -168,12 +136,42 @@ async fn a_printer_killed_mid_job_prints_its_accepted_jobs_once_when_started_aga
 }
 
 #[tokio::test]
+async fn the_size_and_digest_of_a_printed_image_survive_a_restart() {
+    let dir = StateDir::new();
+    let receiver = receiver();
+    let image = photo();
+    let images = image_host(image.clone());
+    let mut printer = printer(&dir, "0").await;
+    let id = Uuid::new_v4();
+    assert_eq!(
+        submit(&printer.url, &job(id, &images, &receiver)).await.0,
+        202
+    );
+    support::reported(&printer.url, id).await;
+
+    printer.kill();
+    printer.start_again().await;
+    wait_ready(&printer.url).await;
+    let expected = (Some(image.len() as u64), Some(sha256(&image)));
+    let status = job_status(&printer.url, id).await;
+    assert_eq!((status.image_bytes, status.image_sha256), expected);
+    let listed = support::reported(&printer.url, id).await;
+    assert_eq!((listed.image_bytes, listed.image_sha256), expected);
+    assert_eq!(
+        support::gets(&images),
+        1,
+        "a printed job's image is not fetched again"
+    );
+}
+
+#[tokio::test]
 async fn a_final_callback_not_delivered_before_the_crash_is_delivered_after() {
     let dir = StateDir::new();
     let receiver = receiver();
+    let images = image_host(photo());
     let id = Uuid::new_v4();
     let body: pixpress_domain::printer::PrinterJob =
-        serde_json::from_value(job(id, &receiver)).unwrap();
+        serde_json::from_value(job(id, &images, &receiver)).unwrap();
     // Printed, but print-service never took the callback before the printer died.
     write_journal(
         &dir.journal(),
@@ -183,6 +181,8 @@ async fn a_final_callback_not_delivered_before_the_crash_is_delivered_after() {
                 correlation_id: id,
                 failed: false,
                 detail: None,
+                image_bytes: None,
+                image_sha256: None,
             },
         ],
         b"",
@@ -193,18 +193,19 @@ async fn a_final_callback_not_delivered_before_the_crash_is_delivered_after() {
     })
     .await;
     assert_eq!(done.printed, 1, "not printed again");
-    assert_eq!(callbacks(&receiver, id), ["completed"]);
+    assert_eq!(statuses(&receiver, id), ["completed"]);
 }
 
 #[tokio::test]
 async fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
     let dir = StateDir::new();
     let receiver = receiver();
+    let images = image_host(photo());
     let done_id = Uuid::new_v4();
     let done: pixpress_domain::printer::PrinterJob =
-        serde_json::from_value(job(done_id, &receiver)).unwrap();
+        serde_json::from_value(job(done_id, &images, &receiver)).unwrap();
     let torn = serde_json::to_vec(&Entry::Accepted {
-        job: serde_json::from_value(job(Uuid::new_v4(), &receiver)).unwrap(),
+        job: serde_json::from_value(job(Uuid::new_v4(), &images, &receiver)).unwrap(),
     })
     .unwrap();
     write_journal(
@@ -215,6 +216,8 @@ async fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
                 correlation_id: done_id,
                 failed: false,
                 detail: None,
+                image_bytes: None,
+                image_sha256: None,
             },
             Entry::Reported {
                 correlation_id: done_id,
@@ -229,7 +232,12 @@ async fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
 
     // New lines go after the last whole one: the next start reads them all.
     let new_id = Uuid::new_v4();
-    assert_eq!(submit(&printer.url, &job(new_id, &receiver)).await.0, 202);
+    assert_eq!(
+        submit(&printer.url, &job(new_id, &images, &receiver))
+            .await
+            .0,
+        202
+    );
     eventually("the new job to be reported", PATIENCE, || async {
         printed(&printer.url)
             .await
@@ -246,9 +254,9 @@ async fn a_torn_last_line_is_dropped_and_the_journal_stays_usable() {
         known.iter().all(|j| j.printed == 1 && j.reported),
         "{known:?}"
     );
-    assert_eq!(callbacks(&receiver, new_id), ["printing", "completed"]);
+    assert_eq!(statuses(&receiver, new_id), ["printing", "completed"]);
     assert!(
-        callbacks(&receiver, done_id).is_empty(),
+        statuses(&receiver, done_id).is_empty(),
         "a reported job is not reported again"
     );
 }
@@ -278,7 +286,8 @@ async fn a_damaged_journal_keeps_the_printer_out_of_service_saying_where() {
         "{problem}"
     );
     let receiver = receiver();
-    let (status, _) = submit(&printer.url, &job(Uuid::new_v4(), &receiver)).await;
+    let images = image_host(photo());
+    let (status, _) = submit(&printer.url, &job(Uuid::new_v4(), &images, &receiver)).await;
     assert_eq!(status, 503, "a job it could not record is not acknowledged");
     // The damaged file is left for an operator to look at.
     assert!(std::fs::read(dir.journal())
@@ -290,8 +299,9 @@ async fn a_damaged_journal_keeps_the_printer_out_of_service_saying_where() {
 async fn without_a_state_dir_a_restarted_printer_has_forgotten_its_jobs() {
     let mut printer = RunningBinary::start(BINARY, &[("PRINTER_DELAY_MS", "60000")]).await;
     let receiver = receiver();
+    let images = image_host(photo());
     assert_eq!(
-        submit(&printer.url, &job(Uuid::new_v4(), &receiver))
+        submit(&printer.url, &job(Uuid::new_v4(), &images, &receiver))
             .await
             .0,
         202

@@ -8,20 +8,26 @@
 //! (`pixpress_print_dispatch_latency_seconds`, differenced around that phase and
 //! summed over the replicas; interpolated inside its buckets).
 //!
+//! printer-sim fetches every job's image before it prints: the jobs point at a small
+//! real JPEG (320×240) served by the harness's image origin, so the drain waits for
+//! the fetches as it would for a real printer's.
+//!
 //! Reference: what printer-sim itself accepts per second when wrk posts unique jobs
 //! to it at the dispatcher's concurrency (16), its callbacks going to a sink — the
 //! most a dispatcher could hand it. The two-replica drain is also set against the
 //! one-replica drain.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use uuid::Uuid;
 
+use crate::images;
 use crate::report::{num, Row};
 use crate::scenarios::{intake, note, Ctx};
-use crate::services::{self, Lookup, Running, NOWHERE};
+use crate::services::{self, Lookup, Plain, Running, NOWHERE};
 use crate::wrk::{self, Load};
 
 const LATENCY_METRIC: &str = "pixpress_print_dispatch_latency_seconds";
@@ -30,6 +36,15 @@ const DISPATCH_CONCURRENCY: u32 = 16;
 const PRINTER_CAPACITY: u32 = 100_000;
 /// Jobs per second in the latency phase: well under the drain rate.
 const TRICKLE_RATE: u64 = 200;
+
+/// The image origin every job's `image_url` points into, and that URL: printer-sim
+/// fetches (and checks) the image of each job it prints.
+fn photo_origin() -> anyhow::Result<(Plain, String)> {
+    let photo = images::jpeg(&images::photo_like(320, 240, 6))?;
+    let origin = services::image_origin(Arc::new(photo))?;
+    let url = format!("{}/img/photo.jpg", origin.url);
+    Ok((origin, url))
+}
 
 struct Drain {
     backlog: usize,
@@ -90,6 +105,7 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
     let db = services::database().await;
     let secret = services::secret();
     let printer = services::printer(&secret, PRINTER_CAPACITY)?;
+    let (origin, image_url) = photo_origin()?;
     let mut replicas = Vec::new();
     for _ in 0..replica_count {
         replicas.push(services::print(&db.url, NOWHERE, &secret, |c| {
@@ -103,7 +119,6 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
     // The dispatchers start once the schema is current; give their LISTEN a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut client = db.client().await;
-    let image_url = "http://127.0.0.1:9/photo.jpg";
 
     let started = Instant::now();
     let tx = client.transaction().await?;
@@ -134,7 +149,7 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
         file_id: 1,
         printer_id: 1,
         printer_url: printer.url.clone(),
-        image_url: image_url.to_owned(),
+        image_url: image_url.clone(),
     };
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / TRICKLE_RATE));
     for _ in 0..trickle {
@@ -193,6 +208,7 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
 
     services::stop_all(replicas).await;
     printer.stop().await;
+    origin.stop().await;
     drop(client);
     drop(db); // drops the scenario's database
     Ok(Drain {
@@ -211,8 +227,9 @@ async fn printer_capacity(ctx: &Ctx) -> anyhow::Result<f64> {
     let secret = services::secret();
     let printer = services::printer(&secret, PRINTER_CAPACITY)?;
     let (sink, _) = services::sink()?;
+    let (origin, image_url) = photo_origin()?;
     let body = format!(
-        r#"{{"correlation_id":"{{unique}}","image_url":"http://127.0.0.1:9/photo.jpg","copies":1,"callback_url":"{}/print/callbacks/{{unique}}"}}"#,
+        r#"{{"correlation_id":"{{unique}}","image_url":"{image_url}","copies":1,"callback_url":"{}/print/callbacks/{{unique}}"}}"#,
         sink.url
     );
     let mut load = Load::post_json(
@@ -233,6 +250,7 @@ async fn printer_capacity(ctx: &Ctx) -> anyhow::Result<f64> {
     ));
     printer.stop().await;
     sink.stop().await;
+    origin.stop().await;
     Ok(accepted)
 }
 
