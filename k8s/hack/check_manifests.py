@@ -6,7 +6,7 @@
       1. every object against the Kubernetes JSON schema of each version V, strictly
          (unknown fields fail), with kubernetes-validate's bundled schemas; an unknown
          kind/apiVersion fails too;
-      2. the contract of DESIGN.md as manifests (see check_pixpress): the four
+      2. the contract of DESIGN.md as manifests (see check_pixpress): the five
          Deployments with /health and /ready probes, non-root hardened containers,
          requests and limits, a grace period above SHUTDOWN_GRACE_SECS, Prometheus
          annotations, HTTP_ADDR on the container port; Services, HPAs and PDBs that
@@ -49,6 +49,7 @@ SERVICES = {
     "download-service": (8081, True, "services/download"),
     "management-api": (8082, False, "services/management"),
     "printer-sim": (8083, False, "services/printer-sim"),
+    "ipp-gateway": (8084, False, "services/ipp-gateway"),
 }
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 # The services that check bearer tokens, and the token each presents to the next one
