@@ -6,6 +6,7 @@
 
 pub mod download;
 pub mod integral;
+pub mod ipp;
 pub mod job;
 pub mod management;
 pub mod printer;

@@ -7,11 +7,13 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod gate;
 pub mod health;
+pub mod journal;
 pub mod json;
 pub mod metrics;
 pub mod notify;

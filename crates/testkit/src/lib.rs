@@ -8,6 +8,7 @@ pub mod db;
 pub mod fixture;
 pub mod http;
 pub mod images;
+pub mod ipp;
 pub mod metrics;
 pub mod printer;
 pub mod process;

@@ -1,0 +1,19 @@
+//! ipp-gateway: see the library crate.
+
+use pixpress_ipp_gateway::Config;
+use pixpress_kit::{config, server, telemetry};
+
+#[tokio::main]
+async fn main() {
+    server::exit_on_error("ipp-gateway", run().await);
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config: Config = config::parse();
+    telemetry::init_logging(&config.common.rust_log);
+    let listener = server::bind(config.http_addr)?;
+    let service = pixpress_ipp_gateway::build(config, listener)?;
+    log::info!("ipp-gateway listening on {}", service.addr());
+    service.run_until_stopped().await?;
+    Ok(())
+}
