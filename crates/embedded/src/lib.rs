@@ -2,6 +2,7 @@
 //! PostgreSQL server binaries: used by the local stack and the test kit, never by a
 //! service.
 
+pub mod ipp;
 pub mod postgres;
 pub mod s3;
 
