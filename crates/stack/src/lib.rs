@@ -1,8 +1,10 @@
 //! The whole pixpress system in one process, for a developer's machine and for the
 //! end-to-end tests: PostgreSQL (started from the installed server binaries unless a
 //! `DATABASE_URL` is given), an S3-compatible store (in-process unless an S3 endpoint
-//! is given), and the four services wired to each other with generated secrets and
-//! service tokens (DESIGN.md §12: internal routes need the `service` role).
+//! is given), and the five services wired to each other with generated secrets and
+//! service tokens (DESIGN.md §12: internal routes need the `service` role). When
+//! CUPS's `ippeveprinter` is installed it runs too, as a real IPP printer behind
+//! ipp-gateway, registered in management-api as printer 2, `ipp-sim`.
 //!
 //! The services listen on [`StackOptions::host`] (the binary's default is loopback;
 //! `0.0.0.0` exposes them); they reach each other on that address, or on loopback
@@ -19,6 +21,7 @@ use std::time::Duration;
 const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 use anyhow::Context;
+use pixpress_embedded::ipp::{IppEveOptions, IppEvePrinter};
 use pixpress_embedded::postgres::{free_port, ClusterOptions, PostgresCluster};
 use pixpress_embedded::s3::{S3Options, S3Server};
 use pixpress_kit::auth::{mint, AuthArgs};
@@ -33,6 +36,9 @@ pub struct Ports {
     pub download: u16,
     pub management: u16,
     pub printer: u16,
+    pub ipp_gateway: u16,
+    /// The `ipp-sim` IPP printer (ippeveprinter, when installed).
+    pub ipp_sim: u16,
     /// The in-process S3 store (when one is started).
     pub s3: u16,
     /// The PostgreSQL cluster (when one is started).
@@ -47,6 +53,8 @@ impl Ports {
         download: 8081,
         management: 8082,
         printer: 8083,
+        ipp_gateway: 8084,
+        ipp_sim: 8631,
         s3: 9000,
         postgres: 54329,
     };
@@ -55,6 +63,8 @@ impl Ports {
         download: 0,
         management: 0,
         printer: 0,
+        ipp_gateway: 0,
+        ipp_sim: 0,
         s3: 0,
         postgres: 0,
     };
@@ -84,6 +94,9 @@ pub struct StackOptions {
     pub s3: Option<ExternalS3>,
     /// Print time per copy on the simulated printer.
     pub printer_delay_ms: u64,
+    /// Run `ippeveprinter` as printer 2, `ipp-sim`, behind ipp-gateway (when it is
+    /// installed; the stack goes on without it, saying why, when it cannot start).
+    pub ipp_sim: bool,
     pub log_filter: String,
 }
 
@@ -97,6 +110,7 @@ impl StackOptions {
             database_url: None,
             s3: None,
             printer_delay_ms: 0,
+            ipp_sim: false,
             log_filter: "warn".into(),
         }
     }
@@ -109,6 +123,9 @@ pub struct Stack {
     pub download_url: String,
     pub management_url: String,
     pub printer_url: String,
+    pub ipp_gateway_url: String,
+    /// printer 2, `ipp-sim`, when it runs: its URL at ipp-gateway, and the printer.
+    pub ipp_sim: Option<IppSim>,
     pub s3_endpoint: String,
     pub database_url: String,
     /// The HS256 secret end-user tokens are signed with (generated per start).
@@ -121,6 +138,49 @@ pub struct Stack {
     s3: Option<S3Server>,
     postgres: Option<PostgresCluster>,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// The local IPP printer (`ippeveprinter`) and how pixpress reaches it.
+pub struct IppSim {
+    /// Its printer-protocol URL at ipp-gateway (management-api's printer 2).
+    pub url: String,
+    /// Its own IPP URI.
+    pub uri: String,
+    /// Where it keeps every document it received.
+    pub spool_dir: PathBuf,
+    pub printer: IppEvePrinter,
+}
+
+/// The name of the local IPP printer, at ipp-gateway and to ippeveprinter.
+pub const IPP_SIM: &str = "ipp-sim";
+
+/// Starts ippeveprinter as `ipp-sim` on `port`; `None` (with a warning) when it is
+/// not installed or cannot start: the rest of the stack does not need it.
+async fn start_ipp_sim(port: u16, spool_dir: PathBuf) -> Option<(IppEvePrinter, PathBuf)> {
+    if !IppEvePrinter::installed() {
+        log::info!("ippeveprinter is not installed: no `ipp-sim` printer (cups-ipp-utils)");
+        return None;
+    }
+    let port = match port {
+        0 => free_port().ok()?,
+        port => port,
+    };
+    let options = IppEveOptions {
+        name: IPP_SIM.to_owned(),
+        port,
+        spool_dir: spool_dir.clone(),
+        formats: "image/jpeg,image/png".to_owned(),
+        // Prints at once (its own simulation takes 5 to 15 s a job).
+        print_command: Some(PathBuf::from("/bin/true")),
+        env: Vec::new(),
+    };
+    match IppEvePrinter::start(&options).await {
+        Ok(printer) => Some((printer, spool_dir)),
+        Err(e) => {
+            log::warn!("no `ipp-sim` printer: {e}");
+            None
+        }
+    }
 }
 
 /// Creates `name` on the server of `admin_url` unless it exists.
@@ -171,6 +231,8 @@ impl Stack {
         let (management_listener, management_url) =
             listener(options.host, options.ports.management)?;
         let (printer_listener, printer_url) = listener(options.host, options.ports.printer)?;
+        let (gateway_listener, ipp_gateway_url) =
+            listener(options.host, options.ports.ipp_gateway)?;
 
         let (database_url, postgres) = match &options.database_url {
             Some(url) => (url.clone(), None),
@@ -234,10 +296,32 @@ impl Stack {
         // Like a real printer's spool: a restarted stack finishes what it accepted.
         printer.printer_state_dir = Some(data_dir.join("printer"));
 
+        let ipp_sim = match options.ipp_sim {
+            true => start_ipp_sim(options.ports.ipp_sim, data_dir.join("ipp-sim")).await,
+            false => None,
+        };
+        let printers = match &ipp_sim {
+            Some((printer, _)) => pixpress_ipp_gateway::PrinterList::one(IPP_SIM, &printer.uri)
+                .map_err(|e| anyhow::anyhow!("the ipp-sim printer: {e}"))?,
+            None => pixpress_ipp_gateway::PrinterList::default(),
+        };
+        let mut gateway = pixpress_ipp_gateway::Config::local(printers);
+        gateway.common = common.clone();
+        gateway.printer_callback_secret = Some(printer_secret.clone());
+        gateway.ipp_state_dir = Some(data_dir.join("ipp-gateway"));
+        gateway.ipp_poll_ms = 250;
+        let ipp_sim = ipp_sim.map(|(printer, spool_dir)| IppSim {
+            url: format!("{ipp_gateway_url}/printers/{IPP_SIM}"),
+            uri: printer.uri.clone(),
+            spool_dir,
+            printer,
+        });
+
         let mut management = pixpress_management::Config::local();
         management.common = common.clone();
         management.auth = auth.clone();
         management.printer_url = printer_url.clone();
+        management.extra_printer_urls = ipp_sim.iter().map(|sim| sim.url.clone()).collect();
         management.download_url = download_url.clone();
         management.management_public_url = management_url.clone();
         management.download_callback_secret = Some(download_secret.clone());
@@ -278,6 +362,10 @@ impl Stack {
             pixpress_printer_sim::build(printer, printer_listener)?,
         );
         run(
+            "ipp-gateway",
+            pixpress_ipp_gateway::build(gateway, gateway_listener)?,
+        );
+        run(
             "management-api",
             pixpress_management::build(management, management_listener)?,
         );
@@ -295,6 +383,8 @@ impl Stack {
             download_url,
             management_url,
             printer_url,
+            ipp_gateway_url,
+            ipp_sim,
             s3_endpoint: s3_settings.endpoint,
             database_url,
             auth_secret,

@@ -6,7 +6,8 @@ use clap::Parser;
 use pixpress_stack::{ExternalS3, Ports, Stack, StackOptions};
 
 /// Runs PostgreSQL (unless DATABASE_URL is set), an S3-compatible store (unless
-/// S3_ENDPOINT is set) and the four pixpress services on their default ports.
+/// S3_ENDPOINT is set) and the five pixpress services on their default ports, plus
+/// CUPS's ippeveprinter as the IPP printer `ipp-sim` when it is installed.
 #[derive(Parser)]
 #[command(name = "pixpress", version)]
 struct Args {
@@ -40,6 +41,9 @@ struct Args {
     /// Print time per copy on the simulated printer, in milliseconds.
     #[arg(long, env = "PRINTER_DELAY_MS", default_value_t = 500)]
     printer_delay_ms: u64,
+    /// Do not start ippeveprinter (the `ipp-sim` printer) even when it is installed.
+    #[arg(long)]
+    no_ipp_sim: bool,
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     rust_log: String,
 }
@@ -74,15 +78,26 @@ async fn run() -> anyhow::Result<()> {
         database_url: args.database_url,
         s3,
         printer_delay_ms: args.printer_delay_ms,
+        ipp_sim: !args.no_ipp_sim,
         log_filter: args.rust_log,
     })
     .await?;
+    let ipp_sim = match &stack.ipp_sim {
+        Some(sim) => format!(
+            "printer 2, {} ({}, spool {})",
+            sim.url,
+            sim.uri,
+            sim.spool_dir.display()
+        ),
+        None => "not running (install cups-ipp-utils; see the log)".to_owned(),
+    };
     println!(
-        "\npixpress is up:\n  print-service     {}\n  download-service  {}\n  management-api    {}\n  printer-sim       {}\n  S3                {}\n  PostgreSQL        {}\n",
+        "\npixpress is up:\n  print-service     {}\n  download-service  {}\n  management-api    {}\n  printer-sim       {} (printer 1)\n  ipp-gateway       {}\n  ipp-sim           {ipp_sim}\n  S3                {}\n  PostgreSQL        {}\n",
         stack.print_url,
         stack.download_url,
         stack.management_url,
         stack.printer_url,
+        stack.ipp_gateway_url,
         stack.s3_endpoint,
         redact(&stack.database_url),
     );
