@@ -179,6 +179,130 @@ async fn printer_sim_produces_every_documented_status_and_no_other() {
     system.stop().await;
 }
 
+#[tokio::test]
+async fn ipp_gateway_produces_every_documented_status_and_no_other() {
+    let system = System::start().await;
+    let callbacks = image_host();
+    let printer = pixpress_testkit::ipp::Ippeveprinter::start_default().await;
+    let printers = format!("office={}", printer.uri);
+    let gateway = system
+        .instance(
+            "ipp-gateway",
+            "pixpress-ipp-gateway",
+            &[("IPP_PRINTERS", printers.as_str())],
+        )
+        .await;
+    let spool_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    // A directory inside a file: the journal cannot be written.
+    let broken_journal = spool_file.path().join("journal");
+    let broken = system
+        .instance(
+            "ipp-gateway",
+            "pixpress-ipp-gateway",
+            &[
+                ("IPP_PRINTERS", printers.as_str()),
+                ("IPP_STATE_DIR", broken_journal.to_str().unwrap_or_default()),
+            ],
+        )
+        .await;
+
+    printing_through_the_gateway(&system, &gateway.url, &broken.url, &callbacks).await;
+
+    let instances = [gateway.url.as_str(), &broken.url];
+    assert_documented_statuses_produced(&system.http, "ipp-gateway", &instances).await;
+    system.stop().await;
+}
+
+/// The gateway's printer protocol, per printer: a job taken and asked about, the
+/// refusals, a gateway whose journal cannot be written.
+async fn printing_through_the_gateway(
+    system: &System,
+    gateway: &str,
+    broken: &str,
+    callbacks: &Fixture,
+) {
+    let http = &system.http;
+    let jobs = format!("{gateway}/printers/office/jobs");
+    let print = json!({
+        "correlation_id": Uuid::new_v4(),
+        "image_url": pixpress_testkit::images::sample_image_url(),
+        "copies": 1,
+        "callback_url": format!("{}/callback", callbacks.url),
+    });
+    expect(
+        http.post(&jobs).json(&print),
+        202,
+        "POST a job to an IPP printer",
+    )
+    .await;
+    let status = format!(
+        "{jobs}/{}",
+        print["correlation_id"].as_str().unwrap_or_default()
+    );
+    expect(http.get(&status), 200, "GET a job's status").await;
+    expect(
+        http.get(format!("{jobs}/{}", Uuid::new_v4())),
+        404,
+        "GET the status of a job never sent",
+    )
+    .await;
+    expect(
+        http.post(format!("{gateway}/printers/nowhere/jobs"))
+            .json(&print),
+        404,
+        "POST a job to a printer the gateway does not drive",
+    )
+    .await;
+    expect(
+        http.post(&jobs)
+            .json(&json!({"correlation_id": "x", "image_url": "y", "copies": 0})),
+        400,
+        "POST an invalid job",
+    )
+    .await;
+    expect(
+        http.post(&jobs)
+            .header("content-type", "application/json")
+            .body(oversized()),
+        413,
+        "POST an oversized job",
+    )
+    .await;
+    expect(
+        http.post(&jobs)
+            .header("content-type", "text/plain")
+            .body("print this"),
+        415,
+        "POST a job as text",
+    )
+    .await;
+    expect(
+        http.get(format!("{gateway}/printers")),
+        200,
+        "GET the printers",
+    )
+    .await;
+    expect(
+        http.get(format!("{gateway}/ready")),
+        200,
+        "GET /ready of a gateway",
+    )
+    .await;
+    expect(
+        http.post(format!("{broken}/printers/office/jobs"))
+            .json(&print),
+        503,
+        "POST a job to a gateway whose journal cannot be written",
+    )
+    .await;
+    expect(
+        http.get(format!("{broken}/ready")),
+        503,
+        "GET /ready of a gateway whose journal cannot be written",
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------
 // The system and the extra instances.
 
