@@ -550,6 +550,10 @@ async fn assert_documented_statuses_produced(http: &Client, service: &str, insta
     .await;
     let declared = documented(&doc);
     assert!(!declared.is_empty(), "{service} documents no operation");
+    // Every service's docs page and the bundle it runs (the kit's, the same in all).
+    expect(http.get(format!("{}/docs", instances[0])), 200, "GET /docs").await;
+    let bundle = format!("{}{}", instances[0], pixpress_kit::docs::REDOC_PATH);
+    expect(http.get(bundle), 200, "GET the docs bundle").await;
     let produced = produced(http, instances).await;
     let operations: BTreeSet<(&str, &str)> = declared
         .iter()

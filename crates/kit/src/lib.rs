@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod docs;
 pub mod gate;
 pub mod health;
 pub mod journal;

@@ -105,6 +105,30 @@ fn add_operational_routes(service: &mut OpenApi) {
             ),
         ),
     );
+    paths.insert(
+        "/docs".to_owned(),
+        PathItem::new(
+            HttpMethod::Get,
+            ok(
+                "docs",
+                "This document as a page to read (Redoc, served by this service)",
+                "text/html",
+                ObjectBuilder::new().schema_type(Type::String).into(),
+            ),
+        ),
+    );
+    paths.insert(
+        crate::docs::REDOC_PATH.to_owned(),
+        PathItem::new(
+            HttpMethod::Get,
+            ok(
+                "docs_bundle",
+                "The Redoc bundle the docs page runs",
+                "text/javascript",
+                ObjectBuilder::new().schema_type(Type::String).into(),
+            ),
+        ),
+    );
 }
 
 /// Every operation of the document, with its HTTP method.

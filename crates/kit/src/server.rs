@@ -51,6 +51,7 @@ where
     let openapi_json =
         Arc::new(serde_json::to_string(&settings.openapi).map_err(io::Error::other)?);
     let allowed = web::Data::new(AllowedMethods::from_openapi(&settings.openapi));
+    let docs_page = Arc::new(crate::docs::page(&settings.openapi.info.title));
     let HttpSettings {
         metrics,
         readiness,
@@ -60,6 +61,7 @@ where
     let mut server = HttpServer::new(move || {
         let readiness = readiness.clone();
         let openapi_json = Arc::clone(&openapi_json);
+        let docs_page = Arc::clone(&docs_page);
         let allowed = allowed.clone();
         App::new()
             .app_data(problem::json_config(json_limit))
@@ -67,6 +69,7 @@ where
             .app_data(problem::path_config())
             .app_data(problem::query_config())
             .configure(move |cfg| health::configure(cfg, readiness, allowed, openapi_json))
+            .configure(move |cfg| crate::docs::configure(cfg, docs_page))
             .configure(routes.clone())
             .default_service(web::to(problem::not_found))
             .wrap(problem::error_handlers())

@@ -101,6 +101,7 @@ async fn run() -> anyhow::Result<()> {
         stack.s3_endpoint,
         redact(&stack.database_url),
     );
+    println!("API docs: /docs on every service, e.g. {}/docs\n", stack.print_url);
     println!(
         "Tokens (valid 24 h; `cargo run -p pixpress-stack --bin pixpress-token` mints more with AUTH_JWT_SECRET):\n  user 1: export TOKEN={}\n  admin:  export ADMIN_TOKEN={}\n\nCtrl-C stops everything.\n",
         stack.token("1", &[]),
