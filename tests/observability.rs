@@ -234,9 +234,9 @@ async fn a_real_prometheus_scrapes_all_four_services() {
 fn metric_names_are_found_in_promql() {
     assert_eq!(
         metric_names(
-            r#"histogram_quantile(0.95, sum by (le) (rate(pixpress_http_requests_duration_seconds_bucket{service="print"}[5m])))"#
+            r#"histogram_quantile(0.95, sum by (le) (rate(pixpress_http_request_duration_seconds_bucket{service="print"}[5m])))"#
         ),
-        ["pixpress_http_requests_duration_seconds_bucket"]
+        ["pixpress_http_request_duration_seconds_bucket"]
     );
     assert_eq!(
         metric_names("pixpress_a_total / pixpress_b"),

@@ -92,12 +92,12 @@ impl ServiceError for GateSaturated {
 impl BackendGate {
     /// A gate of `permits` permits, at most `per_user` of them held by one user,
     /// whose metrics are `pixpress_<service>_backend_permits_available`,
-    /// `…_backend_permits_total`, `…_backpressure_rejections_total` (no permit free)
+    /// `…_backend_permits_capacity`, `…_backpressure_rejections_total` (no permit free)
     /// and `…_fair_share_rejections_total` (the user's share taken).
     pub fn new(permits: usize, per_user: usize, registry: &Registry, service: &str) -> Self {
         let semaphore = Arc::new(Semaphore::new(permits));
         let metrics = MetricsRegistrar::new(registry, service);
-        let total = metrics.int_gauge("backend_permits_total", "Backend call permits in all");
+        let total = metrics.int_gauge("backend_permits_capacity", "Backend call permits in all");
         total.set(permits as i64);
         let rejections = metrics.int_counter(
             "backpressure_rejections_total",

@@ -3,24 +3,48 @@
 
 use std::collections::HashMap;
 
-use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use actix_web_prom::{ActixMetricsConfiguration, PrometheusMetrics, PrometheusMetricsBuilder};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
 
 /// Builds the HTTP metrics middleware for `service`: `pixpress_http_requests_total`
-/// and `pixpress_http_requests_duration_seconds` with a constant `service` label;
-/// unmatched paths are masked so random URLs cannot explode the label set.
+/// and `pixpress_http_request_duration_seconds` with a constant `service` label
+/// (unmatched paths are masked so random URLs cannot explode the label set), plus, in
+/// the same registry, `pixpress_build_info{service,version}` (always 1) and the
+/// standard `process_*` metrics (CPU, memory, file descriptors, start time).
 pub fn http_metrics(service: &str) -> PrometheusMetrics {
     let labels = HashMap::from([("service".to_owned(), service.to_owned())]);
-    PrometheusMetricsBuilder::new("pixpress")
+    let names = ActixMetricsConfiguration::default()
+        .http_requests_duration_seconds_name("http_request_duration_seconds");
+    let metrics = PrometheusMetricsBuilder::new("pixpress")
         .endpoint("/metrics")
         .const_labels(labels)
+        .metrics_configuration(names)
         .mask_unmatched_patterns("UNKNOWN")
         .build()
         // Only fails when the builder's own metric definitions are invalid.
-        .expect("actix-web-prom metric definitions are valid")
+        .expect("actix-web-prom metric definitions are valid");
+    let build_info = IntGaugeVec::new(
+        Opts::new("pixpress_build_info", "The running build: always 1"),
+        &["service", "version"],
+    )
+    .expect("valid metric");
+    build_info
+        .with_label_values(&[service, env!("CARGO_PKG_VERSION")])
+        .set(1);
+    let registered = metrics
+        .registry
+        .register(Box::new(build_info))
+        .and_then(|()| {
+            metrics
+                .registry
+                .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        });
+    // Only fails on a name registered twice: every test run would see it.
+    registered.expect("build and process metrics register once");
+    metrics
 }
 
 /// Registers service metrics in a registry, panicking on a programming error (two

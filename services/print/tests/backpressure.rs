@@ -87,7 +87,7 @@ async fn fifty_simultaneous_posts_through_four_permits_give_only_201s_and_429s()
         Some(4.0)
     );
     assert_eq!(
-        metrics::value(&text, "pixpress_print_backend_permits_total", &[]),
+        metrics::value(&text, "pixpress_print_backend_permits_capacity", &[]),
         Some(4.0)
     );
     assert_eq!(
