@@ -123,6 +123,14 @@ impl IppEvePrinter {
         }
     }
 
+    /// How the printer exited, if it has (after [`IppEvePrinter::kill`] it is gone
+    /// and this is `None`).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
+
     /// The printer's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

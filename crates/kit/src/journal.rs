@@ -65,6 +65,8 @@ impl JournalError {
 #[derive(Debug)]
 pub struct Replay<E> {
     pub entries: Vec<E>,
+    /// The file's line number (from 1) of each entry: blank lines are skipped.
+    pub line_numbers: Vec<usize>,
     /// The last line was cut short by a crash (and dropped).
     pub torn_tail: bool,
 }
@@ -74,6 +76,7 @@ pub struct Replay<E> {
 pub fn parse<E: DeserializeOwned>(text: &[u8]) -> Result<Replay<E>, (usize, String)> {
     let mut replay = Replay {
         entries: Vec::new(),
+        line_numbers: Vec::new(),
         torn_tail: false,
     };
     for (number, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
@@ -86,6 +89,7 @@ pub fn parse<E: DeserializeOwned>(text: &[u8]) -> Result<Replay<E>, (usize, Stri
         }
         let entry = serde_json::from_slice(line).map_err(|e| (number + 1, e.to_string()))?;
         replay.entries.push(entry);
+        replay.line_numbers.push(number + 1);
     }
     Ok(replay)
 }
@@ -104,7 +108,8 @@ pub fn lines<E: Serialize>(entries: &[E]) -> Result<Vec<u8>, JournalError> {
 /// them to `fold`, which builds the caller's state and returns the entries that
 /// restore it (the compact form), writes those beside the file and swaps them in
 /// (a crash meanwhile leaves one whole file), and opens the result for appending.
-/// `fold` may refuse entries that cannot have been written (`Err((line, why))`).
+/// `fold` may refuse an entry that cannot have been written: `Err((n, why))` names
+/// the `n`th entry (from 1), reported with its line number in the file.
 ///
 /// Blocking: run it on the blocking pool.
 pub fn open<E, S>(
@@ -134,7 +139,17 @@ where
             path.display()
         );
     }
-    let (state, compact) = fold(replay.entries).map_err(damaged)?;
+    let line_numbers = replay.line_numbers;
+    let (state, compact) = fold(replay.entries)
+        .map_err(|(n, why)| {
+            let line = n
+                .checked_sub(1)
+                .and_then(|i| line_numbers.get(i))
+                .copied()
+                .unwrap_or(n);
+            (line, why)
+        })
+        .map_err(damaged)?;
     let bytes = lines(&compact)?;
     let fresh = dir.join(format!("{name}.new"));
     let write = || -> io::Result<()> {
@@ -338,6 +353,19 @@ mod tests {
         let err = open(dir.path(), "j.jsonl", keep_all).unwrap_err();
         assert!(
             matches!(err, JournalError::Damaged { line: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_entry_the_fold_refuses_is_reported_with_its_line_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("j.jsonl"), b"1\n\n2\n").unwrap();
+        let refuse_second =
+            |_: Vec<Entry>| -> Result<((), Vec<Entry>), _> { Err((2, "no".to_owned())) };
+        let err = open(dir.path(), "j.jsonl", refuse_second).unwrap_err();
+        assert!(
+            matches!(err, JournalError::Damaged { line: 3, .. }),
             "{err}"
         );
     }

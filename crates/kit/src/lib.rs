@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod docs;
+pub mod fetch;
 pub mod gate;
 pub mod health;
 pub mod journal;

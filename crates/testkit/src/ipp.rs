@@ -8,17 +8,21 @@
 //! takes 5 to 15 s). Killing the printer kills its process group, script included;
 //! started again on the same port and spool folder it has forgotten its jobs and
 //! numbers them from 1 again, as the real one does.
+//!
+//! The process itself is started and killed by the embedded crate's
+//! [`IppEvePrinter`] (the local stack's `ipp-sim` printer); this harness adds what
+//! tests need: the print script, a readiness wait through ipptool, the system
+//! daemons, and the ipptool queries.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use pixpress_embedded::ipp::{IppEveOptions, IppEvePrinter, INSTALL_HINT};
 
 use crate::http::{eventually_every, free_port};
 
-const IPPEVEPRINTER: &str = "/usr/sbin/ippeveprinter";
 const IPPTOOL: &str = "/usr/bin/ipptool";
-const INSTALL_HINT: &str = "install cups-ipp-utils avahi-daemon dbus (apt-get install \
-                            cups-ipp-utils avahi-daemon dbus)";
 
 /// How a test printer is started.
 #[derive(Debug, Clone)]
@@ -66,7 +70,7 @@ pub struct Ippeveprinter {
     port: u16,
     folder: tempfile::TempDir,
     options: PrinterOptions,
-    child: Option<Child>,
+    running: Option<IppEvePrinter>,
     /// `ipp://127.0.0.1:{port}/ipp/print`.
     pub uri: String,
 }
@@ -91,7 +95,7 @@ impl Ippeveprinter {
             port,
             folder,
             options,
-            child: None,
+            running: None,
             uri: format!("ipp://127.0.0.1:{port}/ipp/print"),
         };
         printer.start_again().await;
@@ -119,43 +123,29 @@ impl Ippeveprinter {
     /// Starts the printer (again, after [`Ippeveprinter::kill`]) on the same port and
     /// spool folder; waits (up to 30 s) until it answers Get-Printer-Attributes.
     pub async fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the printer is still running");
-        let mut command = Command::new(IPPEVEPRINTER);
-        // No `-n 127.0.0.1`: ippeveprinter then fails to create its IPv6 listener.
-        // It listens on every address; the URI names the loopback one.
-        command
-            .arg("-d")
-            .arg(self.spool_dir())
-            .arg("-k")
-            .arg("-f")
-            .arg(&self.options.formats)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-c")
-            .arg(self.folder.path().join("print.sh"))
-            .arg(format!("pixpress-test-{}", self.port))
-            .env(
-                "PIXPRESS_PRINT_DELAY",
+        assert!(self.running.is_none(), "the printer is still running");
+        let options = IppEveOptions {
+            name: format!("pixpress-test-{}", self.port),
+            port: self.port,
+            spool_dir: self.spool_dir(),
+            formats: self.options.formats.clone(),
+            print_command: Some(self.folder.path().join("print.sh")),
+            env: vec![(
+                "PIXPRESS_PRINT_DELAY".to_owned(),
                 format!("{:.3}", self.options.print_delay.as_secs_f64()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Its own process group, so a kill takes the print command with it.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {IPPEVEPRINTER} ({INSTALL_HINT}): {e}"));
-        self.child = Some(child);
+            )],
+        };
+        let printer = IppEvePrinter::start(&options)
+            .await
+            .unwrap_or_else(|e| panic!("starting the test printer: {e}"));
         let uri = self.uri.clone();
-        let child = &mut self.child;
+        let running = self.running.insert(printer);
         eventually_every(
             "ippeveprinter to answer Get-Printer-Attributes",
             Duration::from_secs(30),
             Duration::from_millis(100),
             || {
-                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    *child = None;
+                if let Some(status) = running.exit_status() {
                     panic!(
                         "ippeveprinter exited with {status} before answering; it needs the \
                          system D-Bus and avahi-daemon running ({INSTALL_HINT})"
@@ -180,13 +170,8 @@ impl Ippeveprinter {
     /// SIGKILL to the printer and its print command, and waits until it is gone: a
     /// power cut. Its port is free again afterwards.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling the process group of our own child.
-            unsafe {
-                libc::killpg(child.id() as libc::pid_t, libc::SIGKILL);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut printer) = self.running.take() {
+            printer.kill();
         }
     }
 
@@ -366,7 +351,7 @@ fn running(name: &str) -> bool {
 
 /// ippeveprinter registers itself with avahi over the system D-Bus when it starts:
 /// both must run. Starts them if they do not, or panics saying what to install.
-fn ensure_daemons() {
+pub fn ensure_daemons() {
     if !running("dbus-daemon") {
         let _ = std::fs::create_dir_all("/run/dbus");
         let started = Command::new("dbus-daemon")

@@ -45,7 +45,7 @@ pub struct Config {
     #[arg(long, env = "IPP_STATE_DIR")]
     pub ipp_state_dir: Option<PathBuf>,
     /// Largest image fetched from a job's `image_url`, in bytes; larger ones fail
-    /// the job (`image_too_large`).
+    /// the job (`image_unreachable`: the printer cannot have it).
     #[arg(long, env = "IPP_MAX_IMAGE_BYTES", default_value_t = 64 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub ipp_max_image_bytes: u64,

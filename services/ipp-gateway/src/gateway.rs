@@ -26,6 +26,7 @@ use pixpress_domain::printer::{
 };
 use pixpress_kit::breaker::{BreakerPolicy, Breakers};
 use pixpress_kit::client::is_transient;
+use pixpress_kit::fetch::{fetch_bounded, sha256_hex, FetchLimits};
 use pixpress_kit::journal::{self, Journal, JournalError};
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
@@ -36,7 +37,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, PrinterUri};
 use crate::error::GatewayError;
-use crate::fetch::{self, ImageFormat, FORMAT_UNSUPPORTED, IMAGE_UNREACHABLE};
+use crate::fetch::{self, ImageFormat, FORMAT_UNSUPPORTED};
 use crate::ipp_client::{retry_delay, Document, IppCallError, IppClient, PrinterAttributes};
 use crate::store::{self, Entry, ImageRecord, Restored, JOURNAL_FILE};
 
@@ -225,7 +226,7 @@ pub struct Gateway {
     secret: Option<WebhookSecret>,
     breakers: Breakers<String>,
     poll: Duration,
-    max_image_bytes: u64,
+    image_limits: FetchLimits,
     metrics: Metrics,
     stop: CancellationToken,
 }
@@ -286,7 +287,10 @@ impl Gateway {
             secret,
             breakers: Breakers::with_policy(metrics.breaker.clone(), BREAKER),
             poll: config.poll_interval(),
-            max_image_bytes: config.ipp_max_image_bytes,
+            image_limits: fetch::limits(
+                config.ipp_max_image_bytes,
+                Duration::from_millis(config.ipp_fetch_timeout_ms),
+            ),
             metrics,
             stop,
         }
@@ -627,20 +631,23 @@ impl Gateway {
                 .await
                 .ok()
                 .flatten();
-            if let Some(bytes) = kept.filter(|b| fetch::sha256_hex(b) == known.sha256) {
+            if let Some(bytes) = kept.filter(|b| sha256_hex(b) == known.sha256) {
                 return Ok(bytes);
             }
         }
-        let fetched = fetch::fetch(&self.images, &job.image_url, self.max_image_bytes)
+        let fetched = fetch_bounded(&self.images, &job.image_url, &self.image_limits)
             .await
-            .map_err(|why| {
-                log::warn!("job {id} fails, its image did not arrive: {why}");
-                IMAGE_UNREACHABLE.to_owned()
+            .map_err(|e| {
+                log::warn!(
+                    "job {id} fails, its image did not arrive from {}: {e}",
+                    job.image_url
+                );
+                e.reason().to_owned()
             })?;
-        let format = ImageFormat::sniff(&fetched.bytes);
+        let format = ImageFormat::sniff(&fetched);
         let record = ImageRecord {
-            bytes: fetched.bytes.len() as u64,
-            sha256: fetched.sha256.clone(),
+            bytes: fetched.len() as u64,
+            sha256: sha256_hex(&fetched),
             format: format.map_or("unknown", ImageFormat::mime).to_owned(),
         };
         self.with_job(id, |t| t.image = Some(record.clone()));
@@ -649,7 +656,7 @@ impl Gateway {
             return Err(FORMAT_UNSUPPORTED.to_owned());
         }
         if let Some(dir) = self.state_dir() {
-            let bytes = fetched.bytes.clone();
+            let bytes = fetched.clone();
             let saved =
                 tokio::task::spawn_blocking(move || store::save_image(&dir, id, &bytes)).await;
             match saved {
@@ -666,7 +673,7 @@ impl Gateway {
             format: record.format,
         })
         .await;
-        Ok(fetched.bytes)
+        Ok(fetched)
     }
 
     /// One IPP exchange with `printer`, behind its breaker.

@@ -39,6 +39,7 @@ async fn a_gateway_killed_mid_job_resumes_it_and_sends_it_to_the_printer_once() 
         ],
     )
     .await;
+    until_ready(&gateway.url).await;
     let id = Uuid::new_v4();
 
     let (status, _) = submit(&gateway.url, "office", &job(id, &host.url, 2, &receiver)).await;

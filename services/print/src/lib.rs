@@ -6,7 +6,6 @@
 //! [`build`] turns a [`Config`] and a bound listener into a running
 //! [`pixpress_kit::server::Service`]; `main.rs`, the tests and the stack all use it.
 
-mod breaker;
 mod config;
 pub mod dispatcher;
 mod error;

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use pixpress_domain::printer::{PrinterJob, PrinterJobStatus};
+use pixpress_kit::breaker::Breakers;
 use pixpress_kit::client::is_transient;
 use reqwest::StatusCode;
 
-use crate::breaker::Breakers;
 use crate::metrics::PrintMetrics;
 use crate::print_jobs::ClaimedJob;
 
@@ -25,7 +25,7 @@ pub struct PrinterSettings {
 pub struct PrinterClient {
     http: reqwest::Client,
     settings: PrinterSettings,
-    breakers: Breakers,
+    breakers: Breakers<i64>,
 }
 
 /// What one `POST /jobs` came to.
@@ -60,7 +60,7 @@ impl PrinterClient {
 
     /// May `printer` be called now? `Err(wait)` says when to try again.
     pub fn allow(&self, printer: i64) -> Result<(), Duration> {
-        self.breakers.allow(printer)
+        self.breakers.allow(&printer)
     }
 
     /// Sends `job` to its printer (`POST {printer_url}/jobs`); a printer that dedups
@@ -100,8 +100,8 @@ impl PrinterClient {
             Err(_) => SendOutcome::Transient("unreachable"),
         };
         match outcome {
-            SendOutcome::Accepted => self.breakers.record_success(job.printer_id),
-            SendOutcome::Transient(_) => self.breakers.record_failure(job.printer_id),
+            SendOutcome::Accepted => self.breakers.record_success(&job.printer_id),
+            SendOutcome::Transient(_) => self.breakers.record_failure(&job.printer_id),
             // The printer answered, about this job only.
             SendOutcome::Rejected(_) => {}
         }
@@ -145,8 +145,8 @@ impl PrinterClient {
             Err(_) => StatusAnswer::Unreachable("unreachable"),
         };
         match answer {
-            StatusAnswer::Unreachable(_) => self.breakers.record_failure(job.printer_id),
-            _ => self.breakers.record_success(job.printer_id),
+            StatusAnswer::Unreachable(_) => self.breakers.record_failure(&job.printer_id),
+            _ => self.breakers.record_success(&job.printer_id),
         }
         answer
     }

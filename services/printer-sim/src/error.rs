@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use pixpress_kit::{ApiError, ServiceError};
 
-use crate::spool::SpoolError;
+use pixpress_kit::journal::JournalError;
 
 /// Seconds a refused sender waits before trying again.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -21,7 +21,7 @@ pub enum PrinterError {
     /// 503 `spool-unavailable` + Retry-After: the spool cannot record the job (it is
     /// being read at start, or its disk failed). Why goes to the log, not the sender.
     #[error("the printer cannot take jobs right now; retry later")]
-    SpoolUnavailable(#[source] SpoolError),
+    SpoolUnavailable(#[source] JournalError),
     /// 404 `job-not-found`: the printer does not know this correlation id.
     #[error("this printer knows no job with that correlation id")]
     UnknownJob,
@@ -58,7 +58,7 @@ mod tests {
         for (err, code) in [
             (PrinterError::Busy, "printer-busy"),
             (
-                PrinterError::SpoolUnavailable(SpoolError::Opening),
+                PrinterError::SpoolUnavailable(JournalError::Opening),
                 "spool-unavailable",
             ),
         ] {

@@ -20,6 +20,7 @@ use pixpress_domain::printer::{
     CallbackStatus, PrintedJob, PrinterCallback, PrinterJob, PrinterJobState, PrinterJobStatus,
 };
 use pixpress_kit::client::is_transient;
+use pixpress_kit::journal::{self, Journal, JournalError, Pending};
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
 use prometheus::IntCounterVec;
@@ -29,7 +30,7 @@ use uuid::Uuid;
 
 use crate::error::PrinterError;
 use crate::fetch::{FetchedImage, ImageFetcher};
-use crate::spool::{self, Entry, Journal, Outcome, Pending, Replay, SpoolError, JOURNAL_FILE};
+use crate::spool::{self, Entry, Outcome, SpooledJob, JOURNAL_FILE};
 
 /// How long the printer keeps retrying one callback before giving up.
 const CALLBACK_PATIENCE: Duration = Duration::from_secs(600);
@@ -86,9 +87,9 @@ enum Spool {
     /// A journal in `dir`, usable once replayed.
     Durable {
         dir: PathBuf,
-        journal: OnceLock<Journal>,
+        journal: OnceLock<Journal<Entry>>,
         /// Why it could not be opened (yet).
-        trouble: Mutex<Option<SpoolError>>,
+        trouble: Mutex<Option<JournalError>>,
     },
 }
 
@@ -150,7 +151,7 @@ impl Printer {
 
     /// The journal to record in: `Ok(None)` in memory, `Err(why)` when the spool
     /// cannot take records.
-    fn journal(&self) -> Result<Option<&Journal>, SpoolError> {
+    fn journal(&self) -> Result<Option<&Journal<Entry>>, JournalError> {
         let Spool::Durable {
             journal, trouble, ..
         } = &self.spool
@@ -166,12 +167,12 @@ impl Printer {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
-                .unwrap_or(SpoolError::Opening)),
+                .unwrap_or(JournalError::Opening)),
         }
     }
 
     /// Readiness: jobs can be taken and recorded.
-    pub fn check(&self) -> Result<(), SpoolError> {
+    pub fn check(&self) -> Result<(), JournalError> {
         self.journal().map(|_| ())
     }
 
@@ -187,15 +188,18 @@ impl Printer {
             return;
         };
         let mut failures = 0;
-        let (file, replay) = loop {
+        let (file, spooled) = loop {
             let opening = {
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || spool::open(&dir)).await
+                tokio::task::spawn_blocking(move || {
+                    journal::open(&dir, JOURNAL_FILE, spool::replay)
+                })
+                .await
             };
             let reason = match opening {
                 Ok(Ok(opened)) => break opened,
                 Ok(Err(reason)) => reason,
-                Err(e) => SpoolError::Panicked {
+                Err(e) => JournalError::Panicked {
                     task: "reading the spool",
                     message: e.to_string(),
                 },
@@ -210,7 +214,7 @@ impl Printer {
             }
         };
         // Restored before the journal is usable, so no submission misses them.
-        let unfinished = self.restore(&replay);
+        let unfinished = self.restore(&spooled);
         if journal
             .set(Journal::start(file, dir.join(JOURNAL_FILE)))
             .is_err()
@@ -220,7 +224,7 @@ impl Printer {
         log::info!(
             "spool {}: {} jobs known, {} to print, {} callbacks to deliver",
             dir.display(),
-            replay.jobs.len(),
+            spooled.len(),
             unfinished.iter().filter(|(_, o)| o.is_none()).count(),
             unfinished.iter().filter(|(_, o)| o.is_some()).count(),
         );
@@ -249,10 +253,10 @@ impl Printer {
 
     /// Takes the replayed jobs in; returns those to finish: to print (`None`), or
     /// printed with a final callback to deliver.
-    fn restore(&self, replay: &Replay) -> Vec<(PrinterJob, Option<Outcome>)> {
+    fn restore(&self, spooled: &[SpooledJob]) -> Vec<(PrinterJob, Option<Outcome>)> {
         let mut jobs = self.jobs();
         let mut unfinished = Vec::new();
-        for spooled in &replay.jobs {
+        for spooled in spooled {
             let status = match &spooled.printed {
                 None => PrinterJobState::Accepted,
                 Some(o) if o.failed => PrinterJobState::Failed,
@@ -310,7 +314,7 @@ impl Printer {
 
     /// Notes a submitted job in memory and hands its journal entry over, under the
     /// lock: a repeat's line always follows the acceptance it repeats.
-    fn register(&self, job: &PrinterJob, journal: Option<&Journal>) -> Registered {
+    fn register(&self, job: &PrinterJob, journal: Option<&Journal<Entry>>) -> Registered {
         let id = job.correlation_id;
         let mut jobs = self.jobs();
         if let Some(seen) = jobs.get_mut(&id) {

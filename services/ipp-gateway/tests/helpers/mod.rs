@@ -153,8 +153,21 @@ pub async fn until_callback(receiver: &Fixture, id: Uuid, status: &str) {
     .await;
 }
 
-/// Lowercase hex SHA-256.
-pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+/// Lowercase hex SHA-256, as printers report what they fetched.
+#[allow(unused_imports)] // Not every test file checks digests.
+pub use pixpress_testkit::images::sha256_hex as sha256;
+
+/// Waits until the gateway at `url` answers `/ready` with 200: its journal is open
+/// and it takes jobs (it serves `/health` before that).
+pub async fn until_ready(url: &str) {
+    let ready = format!("{url}/ready");
+    eventually(
+        "the gateway to be ready",
+        Duration::from_secs(30),
+        || async {
+            let res = client().get(&ready).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        },
+    )
+    .await;
 }
