@@ -38,9 +38,9 @@ pub fn http_metrics(service: &str) -> PrometheusMetrics {
         .registry
         .register(Box::new(build_info))
         .and_then(|()| {
-            metrics
-                .registry
-                .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            metrics.registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
         });
     // Only fails on a name registered twice: every test run would see it.
     registered.expect("build and process metrics register once");
