@@ -460,7 +460,7 @@ async fn post_once(http: &reqwest::Client, url: &str, body: &Value) -> Attempt {
                 Err(e) => Err(format!("body cut off after {status}: {e}")),
             }
         }
-        Err(e) => Err(describe(&e)),
+        Err(e) => Err(pixpress_kit::client::error_chain(&e)),
     };
     Attempt {
         idempotency_key,
@@ -470,15 +470,3 @@ async fn post_once(http: &reqwest::Client, url: &str, body: &Value) -> Attempt {
     }
 }
 
-/// An HTTP error with its causes (reqwest's top line says only "error sending
-/// request").
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

@@ -42,3 +42,16 @@ pub fn is_transient(status: reqwest::StatusCode) -> bool {
         || status == reqwest::StatusCode::REQUEST_TIMEOUT
         || status == reqwest::StatusCode::TOO_MANY_REQUESTS
 }
+
+/// "error: cause: root cause": an error with its chain of causes on one line
+/// (reqwest's own message says only "error sending request").
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}

@@ -11,7 +11,6 @@
 //! bytes and their digest. The URL is trusted (it comes from print-service), so no
 //! address is refused here, unlike download-service's user-supplied ones.
 
-use std::error::Error as StdError;
 use std::time::Duration;
 
 use pixpress_domain::printer::IMAGE_UNREACHABLE;
@@ -50,10 +49,10 @@ pub enum FetchError {
     TimedOut(Duration),
     /// A redirect that cannot be followed (too many, or to no usable URL) or a URL
     /// that cannot be requested.
-    #[error("the image URL cannot be followed: {}", causes(.0))]
+    #[error("the image URL cannot be followed: {}", crate::client::error_chain(.0))]
     Unfollowable(#[source] reqwest::Error),
     /// Transient: the connection failed or broke mid-way.
-    #[error("the image host cannot be reached: {}", causes(.0))]
+    #[error("the image host cannot be reached: {}", crate::client::error_chain(.0))]
     Transport(#[source] reqwest::Error),
 }
 
@@ -145,18 +144,6 @@ async fn attempt(
 /// `GET /jobs`. Tens of milliseconds for a large photo: call it off the runtime.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// "error: cause: root cause": reqwest's own message leaves the causes out.
-fn causes(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -265,7 +265,7 @@ fn classify(error: reqwest::Error) -> FetchError {
     if let Some(refusal) = find_refusal(&error) {
         return FetchError::from(refusal);
     }
-    let detail = error_chain(&error);
+    let detail = pixpress_kit::client::error_chain(&error);
     if error.is_redirect() || error.is_builder() {
         // A redirect to an unusable Location, or a URL reqwest cannot request.
         FetchError::new(FailureReason::HttpStatus, false, detail)
@@ -298,18 +298,6 @@ fn find_refusal<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a PolicyRef
         next = error.source();
     }
     None
-}
-
-/// "outer: cause: root cause", since reqwest's own message omits the causes.
-fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
