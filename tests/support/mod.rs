@@ -469,4 +469,3 @@ async fn post_once(http: &reqwest::Client, url: &str, body: &Value) -> Attempt {
         outcome,
     }
 }
-
