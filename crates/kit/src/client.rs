@@ -1,9 +1,10 @@
 //! The one outbound HTTP client per service: pooled, with timeouts, forwarding the
-//! current request id.
+//! current request context (request id and trace context).
 
 use std::time::Duration;
 
-use crate::request_id;
+use crate::request_id::{self, RequestContext};
+use crate::trace;
 
 /// A pooled client whose every request gives up after `timeout` (connecting after
 /// at most a second or `timeout`, whichever is shorter).
@@ -20,17 +21,27 @@ pub fn http_client(service: &str, timeout: Duration) -> reqwest::Client {
         .expect("the HTTP client can be built")
 }
 
-/// Adds `X-Request-Id` of the current request (if any) to an outgoing request.
+/// Adds the current request context (if any) to an outgoing request:
+/// `X-Request-Id`, and `traceparent` (naming the current span as the parent) with
+/// the `tracestate` that came with it.
 pub trait ForwardRequestId {
     fn forward_request_id(self) -> Self;
 }
 
 impl ForwardRequestId for reqwest::RequestBuilder {
     fn forward_request_id(self) -> Self {
-        match request_id::current() {
-            Some(id) => self.header(request_id::HEADER.as_str(), id),
-            None => self,
+        let RequestContext { request_id, trace } = RequestContext::current();
+        let mut request = self;
+        if let Some(id) = request_id {
+            request = request.header(request_id::HEADER.as_str(), id);
         }
+        if let Some(context) = trace {
+            request = request.header(trace::TRACEPARENT, context.traceparent());
+            if let Some(state) = context.tracestate {
+                request = request.header(trace::TRACESTATE, state);
+            }
+        }
+        request
     }
 }
 

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::otlp::OtlpSettings;
+use crate::telemetry::LogFormat;
+
 /// Settings of every binary.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
@@ -18,11 +21,37 @@ pub struct CommonArgs {
     /// Seconds to finish in-flight requests and claimed work after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Log lines as `text` (`… [request_id=… trace_id=…] message`) or `json` (one
+    /// object per line: ts, level, target, msg, request_id, trace_id, span_id).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g.
+    /// `http://otel-collector:4318`): when set, one span per request served is
+    /// exported to `<that URL>/v1/traces` (OTLP/HTTP, JSON encoding).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = otlp_url)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// The full URL spans are posted to, instead of OTEL_EXPORTER_OTLP_ENDPOINT's
+    /// `/v1/traces`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_parser = otlp_url)]
+    pub otel_exporter_otlp_traces_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default: the binary's name, e.g.
+    /// `print-service`).
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
 }
 
 impl CommonArgs {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// Where to export spans, if anywhere (OTEL_EXPORTER_OTLP_*).
+    pub fn otlp(&self) -> Option<OtlpSettings> {
+        OtlpSettings::from_endpoints(
+            self.otel_exporter_otlp_endpoint.as_deref(),
+            self.otel_exporter_otlp_traces_endpoint.as_deref(),
+            self.otel_service_name.as_deref(),
+        )
     }
 }
 
@@ -31,7 +60,21 @@ impl Default for CommonArgs {
         Self {
             rust_log: "info".to_owned(),
             shutdown_grace_secs: 30,
+            log_format: LogFormat::Text,
+            otel_exporter_otlp_endpoint: None,
+            otel_exporter_otlp_traces_endpoint: None,
+            otel_service_name: None,
         }
+    }
+}
+
+/// An OTLP endpoint: an http(s) URL (empty: unset, as the OTel specification says).
+fn otlp_url(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not an http:// or https:// URL"))
     }
 }
 

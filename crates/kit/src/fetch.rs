@@ -9,7 +9,8 @@
 //! What the bytes must be (an image `image` can read, JPEG or PNG by magic bytes)
 //! and what is counted is each service's business; this module only brings the
 //! bytes and their digest. The URL is trusted (it comes from print-service), so no
-//! address is refused here, unlike download-service's user-supplied ones.
+//! address is refused here, unlike download-service's user-supplied ones, and the
+//! request context is forwarded (download-service logs the fetch in the job's trace).
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use pixpress_domain::printer::IMAGE_UNREACHABLE;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
-use crate::client::is_transient;
+use crate::client::{is_transient, ForwardRequestId};
 use crate::retry::Backoff;
 
 /// How much, how long and how often one image is fetched.
@@ -114,6 +115,7 @@ async fn attempt(
     let mut response = http
         .get(url)
         .timeout(limits.timeout)
+        .forward_request_id()
         .send()
         .await
         .map_err(reqwest_error)?;

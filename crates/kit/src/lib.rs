@@ -2,8 +2,9 @@
 //!
 //! A service brings its routes, its SQL and its background work; the kit brings
 //! configuration, logging, the Postgres pool and migrations, the HTTP server with
-//! its middleware (request ids, metrics, problem+json errors), health and readiness,
-//! the backpressure gate, the outbound HTTP client and graceful shutdown.
+//! its middleware (request ids and trace context, metrics, problem+json errors),
+//! span export, health and readiness, the backpressure gate, the outbound HTTP
+//! client and graceful shutdown.
 
 pub mod access_log;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod json;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod otlp;
 pub mod problem;
 pub mod query;
 pub mod queue;
@@ -27,6 +29,7 @@ pub mod request_id;
 pub mod retry;
 pub mod server;
 pub mod telemetry;
+pub mod trace;
 pub mod webhook;
 
 pub use problem::{ApiError, ServiceError};

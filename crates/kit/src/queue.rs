@@ -3,7 +3,7 @@
 //! workers run: claim what is due whenever a slot is free, work on each claimed item
 //! in its own task (at most `concurrency` at once), and between rounds wait for a
 //! wake-up, the poll tick or a free slot. [`step`] is one round, for tests;
-//! [`scoped`] runs a worker's work on one item under the item's request id.
+//! [`scoped`] runs a worker's work on one item under the item's request context.
 //!
 //! On stop the loop claims nothing more and waits for the items in hand: claimed
 //! work is finished and recorded rather than abandoned on a lease.
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{Database, DbError};
 use crate::notify::{self, Announcer};
+use crate::request_id::RequestContext;
 use crate::retry::Backoff;
 use crate::server::Background;
 
@@ -104,21 +105,23 @@ pub async fn step<W: QueueWorker>(worker: &Arc<W>, limit: usize) -> Result<usize
     Ok(claimed)
 }
 
-/// Works one claimed item (a [`QueueWorker::work`]) in the request-id scope
-/// `scope`, so its log lines and outgoing calls carry it. Work it could not record
-/// is logged as "could not record {what}"; the item's lease will expire and it will
-/// be claimed again.
+/// Works one claimed item (a [`QueueWorker::work`]) under `context` (the item's
+/// request id, and the trace of the request that created it:
+/// [`RequestContext::for_item`]), so its log lines and outgoing calls carry them.
+/// Work it could not record is logged as "could not record {what}"; the item's
+/// lease will expire and it will be claimed again.
 pub async fn scoped(
-    scope: String,
+    context: RequestContext,
     what: impl std::fmt::Display,
     work: impl Future<Output = Result<(), DbError>>,
 ) {
-    crate::request_id::scope(scope, async {
-        if let Err(e) = work.await {
-            log::error!("could not record {what}: {e}");
-        }
-    })
-    .await
+    context
+        .scope(async {
+            if let Err(e) = work.await {
+                log::error!("could not record {what}: {e}");
+            }
+        })
+        .await
 }
 
 /// Runs `worker` until `stop`, then waits for the items in hand.

@@ -1,7 +1,9 @@
 //! The HTTP server every service runs, its background tasks, and graceful shutdown.
 //!
-//! A service hands [`serve`] its routes; the kit wraps them with the request-id and
-//! access-log, metrics and problem+json middleware and mounts the operational routes.
+//! A service hands [`serve`] its routes; the kit wraps them with the request-context
+//! (request id, trace context, access log, span) middleware, metrics and
+//! problem+json, and mounts the operational routes. [`Service::start`] also starts
+//! the service's span exporter when `HttpSettings::otlp` says where to.
 //! [`Service::run_until_stopped`] then waits for SIGTERM/SIGINT (or a
 //! [`ServiceHandle::stop`]), stops accepting, lets in-flight requests and claimed
 //! background work finish within the grace period, and returns.
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::{self, Readiness};
 use crate::openapi::AllowedMethods;
+use crate::otlp::{Exporter, OtlpSettings, SpanSink};
 use crate::{problem, request_id};
 
 /// Open connections one worker thread accepts before it stops accepting more.
@@ -40,11 +43,23 @@ pub struct HttpSettings {
     pub json_limit: usize,
     /// actix worker threads (0: one per core).
     pub workers: usize,
+    /// Where [`Service::start`] exports the spans of served requests
+    /// (`CommonArgs::otlp`); `None`: nowhere.
+    pub otlp: Option<OtlpSettings>,
 }
 
+/// How long, at shutdown, the spans still queued may take to reach the collector.
+const SPAN_FLUSH: Duration = Duration::from_secs(5);
+
 /// Binds `routes` (plus the operational routes) to `listener`; `settings.openapi` is
-/// the finished document (see [`Service::start`]).
-pub fn serve<F>(listener: TcpListener, settings: HttpSettings, routes: F) -> io::Result<Server>
+/// the finished document (see [`Service::start`]). The span of each request served
+/// goes to `spans`, when given (`settings.otlp` is [`Service::start`]'s business).
+pub fn serve<F>(
+    listener: TcpListener,
+    settings: HttpSettings,
+    spans: Option<SpanSink>,
+    routes: F,
+) -> io::Result<Server>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
@@ -63,8 +78,11 @@ where
         let openapi_json = Arc::clone(&openapi_json);
         let docs_page = Arc::clone(&docs_page);
         let allowed = allowed.clone();
-        App::new()
-            .app_data(problem::json_config(json_limit))
+        let mut app = App::new();
+        if let Some(spans) = &spans {
+            app = app.app_data(spans.clone());
+        }
+        app.app_data(problem::json_config(json_limit))
             .app_data(web::PayloadConfig::new(json_limit))
             .app_data(problem::path_config())
             .app_data(problem::query_config())
@@ -143,6 +161,7 @@ pub struct Service {
     server: Server,
     background: Background,
     grace: Duration,
+    exporter: Option<Exporter>,
 }
 
 /// Stops a running [`Service`] from elsewhere (tests, the stack).
@@ -161,7 +180,8 @@ impl ServiceHandle {
 impl Service {
     /// Serves `routes` (plus the operational routes) on `listener` as the service
     /// `name`, whose OpenAPI document is `settings.openapi` completed by
-    /// [`crate::openapi::document`]; `background` stops with it.
+    /// [`crate::openapi::document`]; `background` stops with it, and so does the
+    /// span exporter `settings.otlp` asks for (started here, on the current runtime).
     pub fn start<F>(
         name: &'static str,
         listener: TcpListener,
@@ -175,13 +195,24 @@ impl Service {
         let addr = listener.local_addr()?;
         let grace = settings.shutdown_grace;
         settings.openapi = crate::openapi::document(name, settings.openapi);
-        let server = serve(listener, settings, routes)?;
+        let exporter = settings.otlp.take().map(|otlp| {
+            let exporter = Exporter::start(otlp, name, &settings.metrics.registry);
+            log::info!("{name}: exporting spans to {}", exporter.traces_url());
+            exporter
+        });
+        let server = serve(
+            listener,
+            settings,
+            exporter.as_ref().map(Exporter::sink),
+            routes,
+        )?;
         Ok(Self {
             name,
             addr,
             server,
             background,
             grace,
+            exporter,
         })
     }
 
@@ -227,6 +258,7 @@ impl Service {
             server,
             background,
             grace,
+            exporter,
             ..
         } = self;
         let server_handle: ServerHandle = server.handle();
@@ -248,6 +280,10 @@ impl Service {
             }
         };
         let ((), result) = tokio::join!(background.stop(grace), http);
+        // Every request has ended: their spans are all queued.
+        if let Some(exporter) = exporter {
+            exporter.shutdown(SPAN_FLUSH).await;
+        }
         log::info!("{name}: stopped");
         result.map_err(io::Error::other)?
     }

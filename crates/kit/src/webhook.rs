@@ -22,6 +22,7 @@ use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
+use crate::client::ForwardRequestId;
 use crate::json;
 use crate::problem::{ApiError, ServiceError};
 
@@ -176,8 +177,9 @@ impl WebhookSecret {
     }
 }
 
-/// A POST of the JSON `body` to `url`, signed with `secret` when there is one: how
-/// a printer or the download service sends a callback.
+/// A POST of the JSON `body` to `url`, signed with `secret` when there is one, with
+/// the current request context (request id, trace context): how a printer or the
+/// download service sends a callback.
 pub fn signed_post(
     http: &reqwest::Client,
     url: &str,
@@ -188,7 +190,8 @@ pub fn signed_post(
     let mut request = http
         .post(url)
         .header("content-type", "application/json")
-        .body(body);
+        .body(body)
+        .forward_request_id();
     for (name, value) in headers.into_iter().flatten() {
         request = request.header(name, value);
     }

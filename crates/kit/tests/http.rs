@@ -37,8 +37,9 @@ fn spawn_app(readiness: Readiness) -> String {
         shutdown_grace: Duration::from_secs(1),
         json_limit: 1024,
         workers: 1,
+        otlp: None,
     };
-    let server = serve(listener, settings, |cfg| {
+    let server = serve(listener, settings, None, |cfg| {
         cfg.service(resource("/items").route(web::post().to(create)))
             .service(resource("/items/{id}").route(web::get().to(get)));
     })

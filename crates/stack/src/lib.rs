@@ -98,6 +98,9 @@ pub struct StackOptions {
     /// installed; the stack goes on without it, saying why, when it cannot start).
     pub ipp_sim: bool,
     pub log_filter: String,
+    /// The OTLP/HTTP collector every service exports its spans to
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`), each as its own `service.name`.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl StackOptions {
@@ -112,6 +115,7 @@ impl StackOptions {
             printer_delay_ms: 0,
             ipp_sim: false,
             log_filter: "warn".into(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -287,6 +291,8 @@ impl Stack {
         let common = pixpress_kit::config::CommonArgs {
             rust_log: options.log_filter.clone(),
             shutdown_grace_secs: 10,
+            otel_exporter_otlp_endpoint: options.otlp_endpoint.clone(),
+            ..Default::default()
         };
 
         let mut printer = pixpress_printer_sim::Config::local();

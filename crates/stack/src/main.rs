@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use pixpress_kit::telemetry::LogFormat;
 use pixpress_stack::{ExternalS3, Ports, Stack, StackOptions};
 
 /// Runs PostgreSQL (unless DATABASE_URL is set), an S3-compatible store (unless
@@ -46,6 +47,13 @@ struct Args {
     no_ipp_sim: bool,
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     rust_log: String,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// An OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`) every service exports
+    /// its request spans to.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otel_exporter_otlp_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -55,7 +63,7 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     let args: Args = pixpress_kit::config::parse();
-    pixpress_kit::telemetry::init_logging(&args.rust_log);
+    pixpress_kit::telemetry::init_logging(&args.rust_log, args.log_format);
     let s3 = match args.s3_endpoint {
         Some(endpoint) => Some(ExternalS3 {
             endpoint,
@@ -80,6 +88,7 @@ async fn run() -> anyhow::Result<()> {
         printer_delay_ms: args.printer_delay_ms,
         ipp_sim: !args.no_ipp_sim,
         log_filter: args.rust_log,
+        otlp_endpoint: args.otel_exporter_otlp_endpoint,
     })
     .await?;
     let ipp_sim = match &stack.ipp_sim {
@@ -101,7 +110,10 @@ async fn run() -> anyhow::Result<()> {
         stack.s3_endpoint,
         redact(&stack.database_url),
     );
-    println!("API docs: /docs on every service, e.g. {}/docs\n", stack.print_url);
+    println!(
+        "API docs: /docs on every service, e.g. {}/docs\n",
+        stack.print_url
+    );
     println!(
         "Tokens (valid 24 h; `cargo run -p pixpress-stack --bin pixpress-token` mints more with AUTH_JWT_SECRET):\n  user 1: export TOKEN={}\n  admin:  export ADMIN_TOKEN={}\n\nCtrl-C stops everything.\n",
         stack.token("1", &[]),

@@ -1,9 +1,11 @@
 //! Runs a service binary as a real child process, for tests of start-up,
-//! configuration, signal handling and faults (a process killed and started again
-//! on the same port).
+//! configuration, signal handling, faults (a process killed and started again on
+//! the same port) and what it logs (its stderr, kept line by line).
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::http::{eventually_every, free_port};
@@ -17,6 +19,8 @@ pub struct RunningBinary {
     port: u16,
     /// `None` once killed, until started again.
     child: Option<Child>,
+    /// Its stderr lines, every run's, when they are kept.
+    logs: Option<Arc<Mutex<Vec<String>>>>,
     pub url: String,
 }
 
@@ -30,6 +34,16 @@ impl RunningBinary {
     /// Like [`RunningBinary::start`], on `port` (for a binary whose own URL must be
     /// known before it starts, e.g. print-service's `PUBLIC_URL`).
     pub async fn start_on(path: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::launch(path, port, env, false).await
+    }
+
+    /// Like [`RunningBinary::start_on`], keeping what it writes on stderr (its log)
+    /// for [`RunningBinary::logs`] instead of letting it through.
+    pub async fn start_logged(path: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::launch(path, port, env, true).await
+    }
+
+    async fn launch(path: &str, port: u16, env: &[(&str, &str)], keep_logs: bool) -> Self {
         let mut running = Self {
             path: path.to_owned(),
             env: env
@@ -38,10 +52,20 @@ impl RunningBinary {
                 .collect(),
             port,
             child: None,
+            logs: keep_logs.then(Arc::default),
             url: format!("http://127.0.0.1:{port}"),
         };
         running.start_again().await;
         running
+    }
+
+    /// The lines it has written on stderr so far (every run's), when started with
+    /// [`RunningBinary::start_logged`]; empty otherwise.
+    pub fn logs(&self) -> Vec<String> {
+        match &self.logs {
+            Some(logs) => logs.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => Vec::new(),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -83,9 +107,21 @@ impl RunningBinary {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let child = command
+        if self.logs.is_some() {
+            command.stderr(Stdio::piped());
+        }
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.path));
+        if let (Some(logs), Some(stderr)) = (&self.logs, child.stderr.take()) {
+            let logs = Arc::clone(logs);
+            // Ends when the process closes its stderr (it exits).
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+            });
+        }
         self.child = Some(child);
         let client = crate::http::client();
         let health = format!("{}/health", self.url);

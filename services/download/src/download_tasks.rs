@@ -40,19 +40,21 @@ fn task_from_row(row: &Row) -> Result<DownloadTask, DbError> {
     })
 }
 
-/// Queues (and commits) a download; announce it to the workers afterwards.
+/// Queues (and commits) a download; announce it to the workers afterwards. Its
+/// work and its report continue the trace of `traceparent` (the request's).
 pub async fn insert(
     db: &impl GenericClient,
     url: &str,
     callback_url: Option<&str>,
+    traceparent: Option<&str>,
 ) -> Result<DownloadTask, DbError> {
     let sql = format!(
-        "INSERT INTO download_tasks (id, url, callback_url, state)
-         VALUES ($1, $2, $3, 'queued')
+        "INSERT INTO download_tasks (id, url, callback_url, state, traceparent)
+         VALUES ($1, $2, $3, 'queued', $4)
          RETURNING {TASK_COLUMNS}"
     );
     let row = db
-        .query_one(&sql, &[&Uuid::now_v7(), &url, &callback_url])
+        .query_one(&sql, &[&Uuid::now_v7(), &url, &callback_url, &traceparent])
         .await?;
     task_from_row(&row)
 }
@@ -71,6 +73,8 @@ pub struct ClaimedTask {
     pub url: String,
     /// Attempts made before this one.
     pub attempts: i32,
+    /// The `traceparent` of the request that asked for it.
+    pub traceparent: Option<String>,
 }
 
 impl ClaimedTask {
@@ -79,6 +83,7 @@ impl ClaimedTask {
             id: row.try_get("id")?,
             url: row.try_get("url")?,
             attempts: row.try_get("attempts")?,
+            traceparent: row.try_get("traceparent")?,
         })
     }
 }
@@ -103,7 +108,7 @@ pub async fn claim(
                    LIMIT $3
                    FOR UPDATE SKIP LOCKED) AS due
              WHERE t.id = due.id
-             RETURNING t.id, t.url, t.attempts",
+             RETURNING t.id, t.url, t.attempts, t.traceparent",
             &[&owner, &lease.as_secs_f64(), &limit],
         )
         .await?;
@@ -198,6 +203,8 @@ pub struct DueCallback {
     pub callback_url: String,
     /// Deliveries tried before this one.
     pub attempts: i32,
+    /// The `traceparent` of the request that asked for the download.
+    pub traceparent: Option<String>,
 }
 
 impl DueCallback {
@@ -216,6 +223,7 @@ impl DueCallback {
             task,
             callback_url,
             attempts: row.try_get("callback_attempts")?,
+            traceparent: row.try_get("traceparent")?,
         })
     }
 }
@@ -236,7 +244,7 @@ pub async fn claim_callbacks(
                LIMIT $2
                FOR UPDATE SKIP LOCKED) AS due
          WHERE id = due.due_id
-         RETURNING {TASK_COLUMNS}, callback_url, callback_attempts"
+         RETURNING {TASK_COLUMNS}, callback_url, callback_attempts, traceparent"
     );
     let rows = db.query(&sql, &[&lease.as_secs_f64(), &limit]).await?;
     rows.iter().map(DueCallback::from_row).collect()

@@ -231,6 +231,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         shutdown_grace: config.common.shutdown_grace(),
         json_limit: JSON_LIMIT,
         workers: 0,
+        otlp: config.common.otlp(),
     };
     let service = Service::start(
         "download-service",

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use pixpress_kit::client::is_transient;
 use pixpress_kit::db::{Database, DbError};
-use pixpress_kit::queue::QueueWorker;
+use pixpress_kit::queue::{self, QueueWorker};
+use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
 
@@ -116,11 +117,16 @@ impl QueueWorker for Reporter {
             .await
     }
 
+    /// Delivers one report in the download's request context (its request id, the
+    /// trace of the request that asked for it). One it could not record is claimed
+    /// again when its lease expires.
     async fn work(self: Arc<Self>, report: DueCallback) {
         let id = report.task.id;
-        if let Err(e) = self.deliver(report).await {
-            // The report's lease will expire and it will be claimed again.
-            log::error!("could not record the callback of download {id}: {e}");
-        }
+        let context = RequestContext::for_item(
+            format!("download-{}", id.simple()),
+            report.traceparent.as_deref(),
+        );
+        let what = format!("the callback of download {id}");
+        queue::scoped(context, what, self.deliver(report)).await
     }
 }

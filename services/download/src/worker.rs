@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use pixpress_domain::download::FailureReason;
 use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::{self, QueueWorker, WorkQueue};
+use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -307,9 +308,12 @@ impl QueueWorker for Worker {
     }
 
     async fn work(self: Arc<Self>, task: ClaimedTask) {
-        let scope = format!("download-{}", task.id.simple());
+        let context = RequestContext::for_item(
+            format!("download-{}", task.id.simple()),
+            task.traceparent.as_deref(),
+        );
         let what = format!("download {}", task.id);
-        queue::scoped(scope, what, async {
+        queue::scoped(context, what, async {
             self.metrics.workers_busy.inc();
             let result = self.download(&task).await;
             self.metrics.workers_busy.dec();

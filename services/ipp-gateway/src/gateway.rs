@@ -28,6 +28,7 @@ use pixpress_kit::breaker::{BreakerPolicy, Breakers};
 use pixpress_kit::client::is_transient;
 use pixpress_kit::fetch::{fetch_bounded, sha256_hex, FetchLimits};
 use pixpress_kit::journal::{self, Journal, JournalError};
+use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
 use prometheus::{IntCounterVec, IntGaugeVec};
@@ -552,24 +553,27 @@ impl Gateway {
         futures_util::future::join_all(asks).await
     }
 
-    /// Starts the job's driver and its reporter, both stopped with the gateway.
+    /// Starts the job's driver and its reporter, both stopped with the gateway, in
+    /// the current request context (the submitting request's, none on resumption):
+    /// the image fetch, the IPP calls and the callbacks continue its trace.
     fn spawn_work(self: &Arc<Self>, id: Uuid, image: Option<Vec<u8>>, maybe_sent: bool) {
         let (wake, woken) = mpsc::unbounded_channel();
         self.with_job(id, |t| t.wake = Some(wake));
+        let context = RequestContext::current();
         let gateway = Arc::clone(self);
-        tokio::spawn(async move {
+        tokio::spawn(context.clone().scope(async move {
             tokio::select! {
                 _ = gateway.report(id, woken) => {}
                 _ = gateway.stop.cancelled() => {}
             }
-        });
+        }));
         let gateway = Arc::clone(self);
-        tokio::spawn(async move {
+        tokio::spawn(context.scope(async move {
             tokio::select! {
                 _ = gateway.drive(id, image, maybe_sent) => {}
                 _ = gateway.stop.cancelled() => {}
             }
-        });
+        }));
     }
 
     /// Takes a job from accepted to its end at the printer.

@@ -17,6 +17,7 @@ use ipp::model::{DelimiterTag, IppVersion, JobState, Operation, StatusCode};
 use ipp::parser::IppParser;
 use ipp::request::IppRequestResponse;
 use ipp::value::IppValue;
+use pixpress_kit::client::ForwardRequestId;
 use prometheus::{HistogramVec, IntCounterVec};
 
 use crate::config::PrinterUri;
@@ -309,6 +310,8 @@ impl IppClient {
             .post(printer.http_url())
             .header("content-type", "application/ipp")
             .body(body)
+            // The job's trace, for a printer that logs it (most ignore it).
+            .forward_request_id()
             .send()
             .await
             .map_err(IppCallError::Unreachable)?;

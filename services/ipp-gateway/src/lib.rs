@@ -129,6 +129,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         shutdown_grace: config.common.shutdown_grace(),
         json_limit: JSON_LIMIT,
         workers: 0,
+        otlp: config.common.otlp(),
     };
     let gateway = web::Data::new(gateway);
     let service = Service::start("ipp-gateway", listener, settings, background, move |cfg| {

@@ -140,6 +140,7 @@ pub fn build_app(config: Config, listener: TcpListener) -> anyhow::Result<Manage
         shutdown_grace: config.common.shutdown_grace(),
         json_limit: JSON_LIMIT,
         workers: 0,
+        otlp: config.common.otlp(),
     };
     let service = Service::start(
         "management-api",

@@ -21,6 +21,7 @@ use chrono::Utc;
 use pixpress_domain::JobState;
 use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::{self, QueueWorker};
+use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::{jitter, Backoff};
 use prometheus::{Histogram, IntCounterVec};
 
@@ -147,8 +148,11 @@ impl QueueWorker for Dispatcher {
     }
 
     async fn work(self: Arc<Self>, job: ClaimedJob) {
-        let scope = format!("job-{}", job.id.simple());
+        let context = RequestContext::for_item(
+            format!("job-{}", job.id.simple()),
+            job.traceparent.as_deref(),
+        );
         let what = format!("the dispatch of job {}", job.id);
-        queue::scoped(scope, what, self.dispatch(&job)).await
+        queue::scoped(context, what, self.dispatch(&job)).await
     }
 }

@@ -172,6 +172,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         shutdown_grace: config.common.shutdown_grace(),
         json_limit: JSON_LIMIT,
         workers: 0,
+        otlp: config.common.otlp(),
     };
     let authenticator = web::Data::new(authenticator);
     let callback_secret = web::Data::new(CallbackSecret(callback_secret));

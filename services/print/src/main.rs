@@ -10,7 +10,7 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     let config: Config = config::parse();
-    telemetry::init_logging(&config.common.rust_log);
+    telemetry::init_logging(&config.common.rust_log, config.common.log_format);
     let listener = server::bind(config.http_addr)?;
     let service = pixpress_print::build(config, listener)?;
     log::info!("print-service listening on {}", service.addr());

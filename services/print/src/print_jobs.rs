@@ -60,6 +60,8 @@ pub struct NewJob {
     pub printer_url: String,
     pub image_url: String,
     pub idempotency_key: Option<String>,
+    /// The request's `traceparent`, which the job's dispatch and checks continue.
+    pub traceparent: Option<String>,
 }
 
 impl NewJob {
@@ -85,8 +87,8 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<Prin
     let sql = format!(
         "INSERT INTO print_jobs (id, user_id, file_id, copies, state, correlation_id,
                                  printer_id, printer_url, image_url,
-                                 idempotency_key, request_fingerprint)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10)
+                                 idempotency_key, request_fingerprint, traceparent)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL
          DO NOTHING
          RETURNING {JOB_COLUMNS}"
@@ -105,6 +107,7 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<Prin
                 &job.image_url,
                 &job.idempotency_key,
                 &job.fingerprint,
+                &job.traceparent,
             ],
         )
         .await?;
@@ -222,21 +225,30 @@ pub enum RetryOutcome {
 /// An operator's retry: a failed job goes back to `queued`, due at once, with its
 /// attempts and error reset and a fresh correlation id, so its printer prints it
 /// anew (it would take the old id for a repeat) and late reports about the failed
-/// attempt find no job.
-pub async fn retry(db: &impl GenericClient, id: Uuid) -> Result<RetryOutcome, DbError> {
+/// attempt find no job. Its dispatch continues the retry's trace (`traceparent`),
+/// or the original request's when the retry has none.
+pub async fn retry(
+    db: &impl GenericClient,
+    id: Uuid,
+    traceparent: Option<&str>,
+) -> Result<RetryOutcome, DbError> {
     debug_assert!(JobState::Failed.can_retry());
     let sql = format!(
         "UPDATE print_jobs
          SET state = 'queued', attempts = 0, resends = 0, check_failures = 0, error = NULL,
              correlation_id = $2, next_attempt_at = now(), updated_at = now(),
-             lease_owner = NULL, lease_expires_at = NULL
+             lease_owner = NULL, lease_expires_at = NULL,
+             traceparent = COALESCE($3, traceparent)
          FROM (SELECT id AS failed_id, error AS previous_error FROM print_jobs
                WHERE id = $1 AND state = 'failed'
                FOR UPDATE) AS failed
          WHERE id = failed.failed_id
          RETURNING {JOB_COLUMNS}, previous_error"
     );
-    if let Some(row) = db.query_opt(&sql, &[&id, &Uuid::new_v4()]).await? {
+    if let Some(row) = db
+        .query_opt(&sql, &[&id, &Uuid::new_v4(), &traceparent])
+        .await?
+    {
         return Ok(RetryOutcome::Queued {
             job: job_from_row(&row)?,
             previous_error: row.try_get("previous_error")?,
@@ -266,11 +278,13 @@ pub struct ClaimedJob {
     /// Checks in a row that could not reach its printer.
     pub check_failures: i32,
     pub created_at: DateTime<Utc>,
+    /// The `traceparent` of the request that created (or retried) it.
+    pub traceparent: Option<String>,
 }
 
 /// What a claim returns, read by [`claimed_from_row`].
 const CLAIMED_COLUMNS: &str = "j.id, j.correlation_id, j.state, j.printer_id, j.printer_url, \
-     j.image_url, j.copies, j.attempts, j.resends, j.check_failures, j.created_at";
+     j.image_url, j.copies, j.attempts, j.resends, j.check_failures, j.created_at, j.traceparent";
 
 fn claimed_from_row(row: &Row) -> Result<ClaimedJob, DbError> {
     Ok(ClaimedJob {
@@ -285,6 +299,7 @@ fn claimed_from_row(row: &Row) -> Result<ClaimedJob, DbError> {
         resends: row.try_get("resends")?,
         check_failures: row.try_get("check_failures")?,
         created_at: row.try_get("created_at")?,
+        traceparent: row.try_get("traceparent")?,
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pixpress_domain::printer::{PrinterJob, PrinterJobStatus};
 use pixpress_kit::breaker::Breakers;
-use pixpress_kit::client::is_transient;
+use pixpress_kit::client::{is_transient, ForwardRequestId};
 use reqwest::StatusCode;
 
 use crate::metrics::PrintMetrics;
@@ -82,6 +82,7 @@ impl PrinterClient {
             .post(&url)
             .timeout(self.settings.timeout)
             .json(&body)
+            .forward_request_id()
             .send()
             .await;
         let outcome = match sent {
@@ -119,6 +120,7 @@ impl PrinterClient {
             .http
             .get(&url)
             .timeout(self.settings.timeout)
+            .forward_request_id()
             .send()
             .await;
         let answer = match asked {

@@ -26,6 +26,7 @@ use pixpress_domain::job::Evidence;
 use pixpress_domain::printer::PrinterJobStatus;
 use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::{self, QueueWorker};
+use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::{jitter, Backoff};
 use pixpress_kit::server::Background;
 use prometheus::IntGaugeVec;
@@ -236,9 +237,12 @@ impl QueueWorker for Reconciler {
     }
 
     async fn work(self: Arc<Self>, job: ClaimedJob) {
-        let scope = format!("job-{}", job.id.simple());
+        let context = RequestContext::for_item(
+            format!("job-{}", job.id.simple()),
+            job.traceparent.as_deref(),
+        );
         let what = format!("the check of job {}", job.id);
-        queue::scoped(scope, what, async {
+        queue::scoped(context, what, async {
             let outcome = self.check(&job).await?;
             self.metrics.reconciled.with_label_values(&[outcome]).inc();
             Ok(())

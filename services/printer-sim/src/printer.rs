@@ -21,6 +21,7 @@ use pixpress_domain::printer::{
 };
 use pixpress_kit::client::is_transient;
 use pixpress_kit::journal::{self, Journal, JournalError, Pending};
+use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
 use prometheus::IntCounterVec;
@@ -302,13 +303,15 @@ impl Printer {
         let Some(permit) = permit else {
             return Ok(Submission::Duplicate);
         };
+        // Printed in the submitting request's context: the image fetch and the
+        // callbacks carry its request id and continue its trace.
         let printer = Arc::clone(self);
-        tokio::spawn(async move {
+        tokio::spawn(RequestContext::current().scope(async move {
             tokio::select! {
                 _ = printer.print(job, permit) => {}
                 _ = printer.stop.cancelled() => {}
             }
-        });
+        }));
         Ok(Submission::Accepted)
     }
 

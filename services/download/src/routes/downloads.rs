@@ -14,6 +14,7 @@ use pixpress_domain::download::{CreateDownload, DownloadTask};
 use pixpress_kit::auth::Caller;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
+use pixpress_kit::request_id;
 use uuid::Uuid;
 
 use crate::error::DownloadError;
@@ -78,10 +79,12 @@ pub async fn create_download(
         management_url::admit(state.management.as_ref(), callback)
             .map_err(DownloadError::CallbackRefused)?;
     }
+    let traceparent = request_id::current_traceparent();
     let task = state
         .db
         .with_connection(async |conn| {
-            download_tasks::insert(conn, &request.url, request.callback_url.as_deref()).await
+            let callback_url = request.callback_url.as_deref();
+            download_tasks::insert(conn, &request.url, callback_url, traceparent.as_deref()).await
         })
         .await?;
     state.queued.announce();

@@ -82,7 +82,7 @@ impl Setup {
     /// Queues a download of the image (the same bytes every time).
     async fn queue(&self) -> Uuid {
         let conn = self.db.get().await.unwrap();
-        download_tasks::insert(&*conn, &self.image_url, None)
+        download_tasks::insert(&*conn, &self.image_url, None, None)
             .await
             .unwrap()
             .id

@@ -16,6 +16,7 @@ use pixpress_kit::auth::Caller;
 use pixpress_kit::json::ValidJson;
 use pixpress_kit::problem::resource;
 use pixpress_kit::query::ValidQuery;
+use pixpress_kit::request_id;
 use uuid::Uuid;
 
 use crate::error::PrintError;
@@ -142,6 +143,7 @@ pub async fn create_job(
         printer_url: lookup.printer_url,
         image_url: lookup.image_url,
         idempotency_key: key.clone(),
+        traceparent: request_id::current_traceparent(),
     };
     let inserted = state
         .db
@@ -303,9 +305,10 @@ pub async fn retry_job(
         return Err(PrintError::AdminOnly);
     }
     let id = id.into_inner();
+    let traceparent = request_id::current_traceparent();
     let outcome = state
         .db
-        .with_connection(async |conn| print_jobs::retry(conn, id).await)
+        .with_connection(async |conn| print_jobs::retry(conn, id, traceparent.as_deref()).await)
         .await?;
     match outcome {
         RetryOutcome::Queued {
