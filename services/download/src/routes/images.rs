@@ -3,7 +3,7 @@
 //! and printers follow these links. A deleted task's links answer 404.
 //!
 //! Browsers and printers may reach S3 by different names (under docker compose a
-//! browser on the host knows `localhost:9000`, a printer container `s3:9000`), so
+//! browser on the host knows `localhost:8333`, a printer container `s3:8333`), so
 //! `?network=internal` asks for a link on the services' own S3 endpoint: the link
 //! management-api hands printers (its `/lookup`'s `image_url`).
 
