@@ -1,8 +1,9 @@
 //! pixpress-bench: the benchmark harness. It starts what each scenario needs itself
 //! — the services in-process on loopback ports (from their libraries), a throwaway
 //! database, the in-process S3, and for `footprint` the service binaries as child
-//! processes — drives them with wrk, and prints one table: every figure beside a
-//! reference measured in the same run, their ratio and the target.
+//! processes — drives them with wrk (or, for `lifecycle`, an open-loop driver of its
+//! own), with authentication on everywhere, and prints one table: every figure
+//! beside a reference measured in the same run, their ratio and the target.
 //!
 //! `pixpress-bench all` runs every scenario (under 10 minutes on 2 cores);
 //! `pixpress-bench <scenario>` runs one; `--quick` runs each for a few seconds (CI:
@@ -10,6 +11,7 @@
 
 mod alloc;
 mod images;
+mod postgres;
 mod report;
 mod scenarios;
 mod services;
@@ -38,6 +40,12 @@ enum Scenario {
     Thumbnail,
     Download,
     Footprint,
+    /// The job lifecycle at the highest rate sustained, open loop.
+    Lifecycle,
+    /// How soon an image added by URL is `ready`.
+    ImageLatency,
+    /// `GET /print/jobs/{id}` against pgbench's select by primary key.
+    GetJob,
     /// Not in `all`: the cost of each layer the kit wraps around a route.
     Layers,
     /// The bare actix-web reference app as a process of its own (for `footprint`).
@@ -46,13 +54,16 @@ enum Scenario {
 }
 
 impl Scenario {
-    const EVERY: [Scenario; 7] = [
+    const EVERY: [Scenario; 10] = [
         Scenario::Health,
         Scenario::Intake,
         Scenario::Overload,
         Scenario::Dispatch,
+        Scenario::Lifecycle,
+        Scenario::GetJob,
         Scenario::Thumbnail,
         Scenario::Download,
+        Scenario::ImageLatency,
         Scenario::Footprint,
     ];
 
@@ -66,13 +77,19 @@ impl Scenario {
             Scenario::Thumbnail => "thumbnail",
             Scenario::Download => "download",
             Scenario::Footprint => "footprint",
+            Scenario::Lifecycle => "lifecycle",
+            Scenario::ImageLatency => "image-latency",
+            Scenario::GetJob => "get-job",
             Scenario::Layers => "layers",
             Scenario::BareServer => "bare-server",
         }
     }
 
     fn needs_wrk(self) -> bool {
-        !matches!(self, Scenario::Thumbnail | Scenario::Download)
+        !matches!(
+            self,
+            Scenario::Thumbnail | Scenario::Download | Scenario::Lifecycle | Scenario::ImageLatency
+        )
     }
 
     async fn run(self, ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -84,6 +101,9 @@ impl Scenario {
             Scenario::Thumbnail => scenarios::thumbnail::run(ctx).await,
             Scenario::Download => scenarios::download::run(ctx).await,
             Scenario::Footprint => scenarios::footprint::run(ctx).await,
+            Scenario::Lifecycle => scenarios::lifecycle::run(ctx).await,
+            Scenario::ImageLatency => scenarios::image_latency::run(ctx).await,
+            Scenario::GetJob => scenarios::get_job::run(ctx).await,
             Scenario::Layers => scenarios::layers::run(ctx).await,
             Scenario::All | Scenario::BareServer => Ok(()),
         }
@@ -106,6 +126,14 @@ struct Cli {
     /// decoders, such as `djpeg -scale 1/8`, on the same bytes).
     #[arg(long, value_name = "DIR")]
     dump: Option<std::path::PathBuf>,
+    /// `lifecycle`: one window at this many jobs/s instead of searching for the
+    /// highest rate sustained (to profile at a given rate).
+    #[arg(long, value_name = "JOBS_PER_SECOND")]
+    rate: Option<f64>,
+    /// Load `pg_stat_statements` into the harness's own PostgreSQL, so `lifecycle`
+    /// prints the statements per job (costs every statement a little).
+    #[arg(long)]
+    pg_stat_statements: bool,
     /// Where `bare-server` listens.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:0", hide = true)]
     addr: SocketAddr,
@@ -113,6 +141,18 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // First, before any thread: it may set TEST_DATABASE_URL.
+    let needs_database = cli.dump.is_none() && cli.scenario != Scenario::BareServer;
+    let _server = match needs_database
+        .then(|| postgres::ensure_server(cli.pg_stat_statements))
+        .transpose()
+    {
+        Ok(server) => server.flatten(),
+        Err(e) => {
+            eprintln!("pixpress-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,10 +198,17 @@ async fn bare_server(addr: SocketAddr) -> ExitCode {
     }
 }
 
+/// The server the scenarios' databases are on, and whether it is durable.
+async fn database_description() -> String {
+    let db = services::database().await;
+    let client = db.client().await;
+    postgres::describe(&client).await
+}
+
 async fn run(cli: Cli) -> ExitCode {
     system::raise_fd_limit();
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
-    pixpress_kit::telemetry::init_logging(&log);
+    pixpress_kit::telemetry::init_logging(&log, pixpress_kit::telemetry::LogFormat::Text);
 
     let chosen: Vec<Scenario> = match cli.scenario {
         Scenario::All => Scenario::EVERY.to_vec(),
@@ -182,8 +229,11 @@ async fn run(cli: Cli) -> ExitCode {
     );
     let mut ctx = Ctx {
         quick: cli.quick,
+        rate: cli.rate,
         rows: Vec::new(),
     };
+    let database = database_description().await;
+    eprintln!("   database: {database}");
     let mut failed = false;
     for scenario in chosen {
         eprintln!("== {}", scenario.name());
@@ -202,7 +252,7 @@ async fn run(cli: Cli) -> ExitCode {
 
     println!();
     println!(
-        "pixpress-bench {}{mode} — {}; load average {load_before} before, {} after; {:.0} s",
+        "pixpress-bench {}{mode} — {}, {database}; load average {load_before} before, {} after; {:.0} s",
         cli.scenario.name(),
         system::machine(),
         system::load_average(),

@@ -1,9 +1,13 @@
 //! The pieces a scenario starts: each service in-process on a loopback port 0, built
 //! from its library as the stack builds it (so settings the stack does not expose,
-//! like `dispatch_enabled`, can be set); the bare actix-web reference app; a sink for
-//! callbacks; a throwaway database; and figures read back from `/metrics`.
+//! like `dispatch_enabled`, can be set), with authentication on as the stack sets it
+//! up ([`Auth`]: one HS256 secret, a `service` token wherever a service calls
+//! another); the bare actix-web reference app; a sink for callbacks; a throwaway
+//! database; and figures read back from `/metrics`.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +15,14 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
+use pixpress_kit::auth::{mint, AuthArgs};
 use pixpress_kit::config::CommonArgs;
 use pixpress_kit::server::{Service, ServiceHandle};
 use pixpress_kit::webhook::WebhookSecret;
 use pixpress_testkit::s3::TestBucket;
 use pixpress_testkit::TestDatabase;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 /// A service running on this process's runtime. Dropping it asks it to stop (so a
 /// scenario that fails half-way leaves nothing serving); [`Running::stop`] also waits.
@@ -74,6 +80,7 @@ fn common() -> CommonArgs {
     CommonArgs {
         rust_log: "warn".to_owned(),
         shutdown_grace_secs: 5,
+        ..CommonArgs::default()
     }
 }
 
@@ -85,42 +92,122 @@ pub fn secret() -> String {
 /// A URL nothing listens on (for settings a scenario never uses).
 pub const NOWHERE: &str = "http://127.0.0.1:9";
 
+/// How long the tokens of a run are valid: longer than any run.
+const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Authentication as the stack sets it up (crates/stack): every service checks
+/// HS256 bearer tokens signed with one secret; users send a token whose `sub` is
+/// their id, services calling each other one with the `service` role.
+#[derive(Clone)]
+pub struct Auth {
+    secret: String,
+}
+
+impl Auth {
+    /// A fresh secret.
+    pub fn new() -> Self {
+        Self { secret: secret() }
+    }
+
+    /// What the services check tokens with.
+    pub fn args(&self) -> AuthArgs {
+        AuthArgs::with_secret(self.secret.clone())
+    }
+
+    /// `Bearer …` for user `user_id` (no roles): what a user's client sends.
+    pub fn user(&self, user_id: i64) -> String {
+        format!(
+            "Bearer {}",
+            mint(&self.secret, &user_id.to_string(), &[], TOKEN_TTL)
+        )
+    }
+
+    /// A `service` token (no `Bearer `), for a service's `*_TOKEN` setting.
+    pub fn service_token(&self, name: &str) -> String {
+        mint(&self.secret, name, &["service"], TOKEN_TTL)
+    }
+
+    /// `Bearer …` with the `service` role: what the harness sends where it stands in
+    /// for a service.
+    pub fn service(&self, name: &str) -> String {
+        format!("Bearer {}", self.service_token(name))
+    }
+
+    /// The secret itself (for service binaries' `AUTH_JWT_SECRET`).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
 pub fn printer(secret: &str, capacity: u32) -> anyhow::Result<Running> {
+    printer_with(secret, |c| c.printer_capacity = capacity)
+}
+
+/// printer-sim with no print delay; `tweak` sets the rest.
+pub fn printer_with(
+    secret: &str,
+    tweak: impl FnOnce(&mut pixpress_printer_sim::Config),
+) -> anyhow::Result<Running> {
     let (listener, _) = loopback()?;
     let mut config = pixpress_printer_sim::Config::local();
     config.common = common();
     config.printer_callback_secret = Some(secret.to_owned());
     config.printer_delay_ms = 0;
-    config.printer_capacity = capacity;
+    tweak(&mut config);
     Ok(Running::start(pixpress_printer_sim::build(
         config, listener,
     )?))
 }
 
-pub fn management(printer_url: &str, latency_ms: u64) -> anyhow::Result<Running> {
-    let (listener, url) = loopback()?;
+/// printer-sim as the stack runs it, at full speed: no print delay, the default
+/// capacity, and a spool on disk (`PRINTER_STATE_DIR`: a synced journal line before
+/// each 202).
+pub fn spooling_printer(secret: &str, spool: PathBuf) -> anyhow::Result<Running> {
+    printer_with(secret, |c| c.printer_state_dir = Some(spool))
+}
+
+pub fn management(auth: &Auth, printer_url: &str, latency_ms: u64) -> anyhow::Result<Running> {
+    management_on(loopback()?, auth, |c| {
+        c.printer_url = printer_url.to_owned();
+        c.management_latency_ms = latency_ms;
+    })
+}
+
+/// management-api on `listener` (its URL beside it), checking tokens, with a
+/// `service` token for download-service; `tweak` sets the rest.
+pub fn management_on(
+    (listener, url): (TcpListener, String),
+    auth: &Auth,
+    tweak: impl FnOnce(&mut pixpress_management::Config),
+) -> anyhow::Result<Running> {
     let mut config = pixpress_management::Config::local();
     config.common = common();
-    config.printer_url = printer_url.to_owned();
+    config.auth = auth.args();
+    config.download_token = Some(auth.service_token("management-api"));
+    config.printer_url = NOWHERE.to_owned();
     config.download_url = NOWHERE.to_owned();
     config.management_public_url = url;
     config.download_callback_secret = Some(secret());
-    config.management_latency_ms = latency_ms;
+    tweak(&mut config);
     Ok(Running::start(pixpress_management::build(
         config, listener,
     )?))
 }
 
-/// print-service; `tweak` sets what the scenario varies.
+/// print-service, checking tokens and presenting a `service` token to the
+/// management API; `tweak` sets what the scenario varies.
 pub fn print(
     database_url: &str,
     management_url: &str,
     printer_secret: &str,
+    auth: &Auth,
     tweak: impl FnOnce(&mut pixpress_print::Config),
 ) -> anyhow::Result<Running> {
     let (listener, url) = loopback()?;
     let mut config = pixpress_print::Config::with_database(database_url);
     config.common = common();
+    config.auth = auth.args();
+    config.management_token = Some(auth.service_token("print-service"));
     config.management_url = management_url.to_owned();
     config.public_url = url;
     config.printer_callback_secret = Some(printer_secret.to_owned());
@@ -128,26 +215,51 @@ pub fn print(
     Ok(Running::start(pixpress_print::build(config, listener)?))
 }
 
+/// download-service on the in-process S3 bucket, checking tokens (callers of
+/// `/downloads` need the `service` role) and reporting under `management_url` with
+/// a `service` token.
 pub fn download(
     database_url: &str,
     bucket: &TestBucket,
     concurrency: u32,
     callback_secret: &str,
     management_url: &str,
+    auth: &Auth,
 ) -> anyhow::Result<Running> {
-    let (listener, _) = loopback()?;
+    download_on(
+        loopback()?,
+        database_url,
+        bucket,
+        callback_secret,
+        management_url,
+        auth,
+        |c| c.download_concurrency = concurrency,
+    )
+}
+
+pub fn download_on(
+    (listener, _url): (TcpListener, String),
+    database_url: &str,
+    bucket: &TestBucket,
+    callback_secret: &str,
+    management_url: &str,
+    auth: &Auth,
+    tweak: impl FnOnce(&mut pixpress_download::Config),
+) -> anyhow::Result<Running> {
     let mut config = pixpress_download::Config::with_database(database_url);
     config.common = common();
+    config.auth = auth.args();
     config.s3_endpoint = Some(bucket.endpoint.clone());
     config.s3_region = bucket.region.clone();
     config.s3_bucket = bucket.bucket.clone();
     config.s3_access_key = Some(bucket.access_key.clone());
     config.s3_secret_key = Some(bucket.secret_key.clone());
-    config.download_concurrency = concurrency;
     config.download_allow_private_networks = true;
     config.download_callback_secret = Some(callback_secret.to_owned());
-    // Reports go only under MANAGEMENT_URL: here, the harness's sink.
+    // Reports go only under MANAGEMENT_URL, with a service token.
     config.management_url = Some(management_url.to_owned());
+    config.management_token = Some(auth.service_token("download-service"));
+    tweak(&mut config);
     Ok(Running::start(pixpress_download::build(config, listener)?))
 }
 
@@ -186,13 +298,20 @@ pub struct Lookup {
     pub image_url: String,
 }
 
-/// Records a `ready` image for user 1 with the management API's test-only shortcut
-/// (nothing is downloaded) and looks it up as print-service would.
-pub async fn ready_image(management_url: &str) -> anyhow::Result<Lookup> {
+/// Records a `ready` image at `image_url` for `user_id` with the management API's
+/// test-only shortcut (nothing is downloaded; a printer fetches `image_url` itself),
+/// with the user's token, and looks it up as print-service would (a service token).
+pub async fn ready_image(
+    management_url: &str,
+    auth: &Auth,
+    user_id: i64,
+    image_url: &str,
+) -> anyhow::Result<Lookup> {
     let client = client();
     let image: serde_json::Value = client
-        .post(format!("{management_url}/users/1/images"))
-        .json(&serde_json::json!({"url": "http://127.0.0.1:9/photo.jpg", "ready": true}))
+        .post(format!("{management_url}/users/{user_id}/images"))
+        .header("authorization", auth.user(user_id))
+        .json(&serde_json::json!({"url": image_url, "ready": true}))
         .send()
         .await?
         .error_for_status()?
@@ -201,15 +320,16 @@ pub async fn ready_image(management_url: &str) -> anyhow::Result<Lookup> {
     let file_id = image["id"].as_i64().context("an image id")?;
     let lookup: serde_json::Value = client
         .get(format!(
-            "{management_url}/lookup?user_id=1&file_id={file_id}"
+            "{management_url}/lookup?user_id={user_id}&file_id={file_id}"
         ))
+        .header("authorization", auth.service("print-service"))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
     Ok(Lookup {
-        user_id: 1,
+        user_id,
         file_id,
         printer_id: lookup["printer_id"].as_i64().context("printer_id")?,
         printer_url: lookup["printer_url"]
@@ -220,6 +340,61 @@ pub async fn ready_image(management_url: &str) -> anyhow::Result<Lookup> {
             .as_str()
             .context("image_url")?
             .to_owned(),
+    })
+}
+
+/// What printer-sim's `GET /jobs` says against the database's jobs.
+pub struct Printed {
+    /// Jobs of the database the printer printed exactly once.
+    pub once: usize,
+    /// Jobs in the database.
+    pub jobs: usize,
+    /// Repeat sends the printer deduplicated.
+    pub resent: u64,
+    /// Entries the printer has (a job it knows that the database does not counts).
+    pub at_printer: usize,
+}
+
+/// Exactly once: every job of the database appears once at the printer with
+/// `printed = 1`.
+pub async fn printed_exactly_once(
+    printer_url: &str,
+    db: &tokio_postgres::Client,
+) -> anyhow::Result<Printed> {
+    let printed: serde_json::Value = client()
+        .get(format!("{printer_url}/jobs"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let printed = printed.as_array().context("GET /jobs is a list")?;
+    let ids: HashSet<Uuid> = db
+        .query("SELECT correlation_id FROM print_jobs", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut once = 0;
+    let mut resent = 0;
+    let mut seen = HashSet::new();
+    for entry in printed {
+        let id = entry["correlation_id"]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok());
+        let received = entry["received"].as_u64().unwrap_or(0);
+        resent += received.saturating_sub(1);
+        if let Some(id) = id {
+            if ids.contains(&id) && entry["printed"].as_u64() == Some(1) && seen.insert(id) {
+                once += 1;
+            }
+        }
+    }
+    Ok(Printed {
+        once,
+        jobs: ids.len(),
+        resent,
+        at_printer: printed.len(),
     })
 }
 

@@ -1,5 +1,6 @@
-//! What the harness reads about the machine and its processes from /proc: CPU time,
-//! resident memory, load average, cores and memory.
+//! What the harness reads about the machine and its processes from /proc: CPU time
+//! (of this process, this thread, another process and its children), resident
+//! memory, load average, cores and memory.
 
 use std::time::Duration;
 
@@ -9,17 +10,71 @@ pub fn cpu_time() -> Duration {
 }
 
 fn cpu_time_of(pid: &str) -> Option<Duration> {
+    let fields = stat_fields(pid)?;
+    let ticks = tick_sum(&fields, &[11, 12])?;
+    Some(ticks_to_duration(ticks))
+}
+
+/// The fields of /proc/{pid}/stat after the parenthesised command name (so field 0
+/// is the state, 1 the parent pid, 11 and 12 utime and stime, 13 and 14 the CPU
+/// time of waited-for children).
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the parenthesised command name, utime and stime are the 12th and 13th fields.
     let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn tick_sum(fields: &[String], which: &[usize]) -> Option<u64> {
+    which
+        .iter()
+        .map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum()
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let per_second = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
         n if n > 0 => n as u64,
         _ => 100,
     };
-    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// The parent of process `pid`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(&pid.to_string())?.get(1)?.parse().ok()
+}
+
+/// CPU time of process `pid` and all its children, live and exited (PostgreSQL:
+/// the postmaster reaps every backend, so exited ones are in its children's time).
+pub fn cpu_time_of_tree(pid: u32) -> Duration {
+    let own = stat_fields(&pid.to_string())
+        .and_then(|f| tick_sum(&f, &[11, 12, 13, 14]))
+        .unwrap_or(0);
+    let children: u64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let name = name.to_str()?;
+            name.parse::<u32>().ok()?;
+            let fields = stat_fields(name)?;
+            (fields.get(1)?.parse::<u32>().ok()? == pid).then(|| tick_sum(&fields, &[11, 12]))?
+        })
+        .sum();
+    ticks_to_duration(own + children)
+}
+
+/// CPU time of the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
 /// `VmRSS` and `VmHWM` (peak resident) of a process, in KiB.

@@ -47,6 +47,9 @@ pub struct Load {
     /// `delay()` hook; uniform in 0..2×), so 512 connections can offer a load the
     /// machine can serve.
     pub think_ms: u32,
+    /// Request `prefix` followed by a random number in 1..=n, 12 digits zero-padded,
+    /// instead of the URL's path (ids the scenario made that way; one per request).
+    pub random_id: Option<(String, u32)>,
 }
 
 impl Load {
@@ -62,6 +65,7 @@ impl Load {
             time_by_status: false,
             unique_ids: false,
             think_ms: 0,
+            random_id: None,
         }
     }
 
@@ -72,6 +76,12 @@ impl Load {
             headers: vec![("Content-Type", "application/json".to_owned())],
             ..Self::get(url, connections, duration)
         }
+    }
+
+    /// With `Authorization: {value}` (`Bearer …`) on every request.
+    pub fn authorized(mut self, value: String) -> Self {
+        self.headers.push(("Authorization", value));
+        self
     }
 
     pub fn with_duration(&self, duration: Duration) -> Self {
@@ -240,7 +250,11 @@ function request()
     local id = string.format("%s-%04x-4000-8000-%012d", run_id, tid, seq)
     b = (string.gsub(b, "{unique}", id))
   end
-  return wrk.format(method, nil, h, b)
+  local path = nil
+  if id_count > 0 then
+    path = id_prefix .. string.format("%012d", math.random(1, id_count))
+  end
+  return wrk.format(method, path, h, b)
 end
 "#;
 
@@ -280,8 +294,14 @@ fn script(load: &Load) -> String {
     let _ = writeln!(s, "local timed = {}", load.time_by_status);
     let _ = writeln!(s, "local unique = {}", load.unique_ids);
     let _ = writeln!(s, "local run_id = {}", lua_string(&run_id));
+    let (id_prefix, id_count) = load
+        .random_id
+        .as_ref()
+        .map_or(("", 0), |(prefix, n)| (prefix.as_str(), *n));
+    let _ = writeln!(s, "local id_prefix = {}", lua_string(id_prefix));
+    let _ = writeln!(s, "local id_count = {id_count}");
     s.push_str(PRELUDE);
-    if load.time_by_status || load.unique_ids {
+    if load.time_by_status || load.unique_ids || id_count > 0 {
         if load.time_by_status {
             s.push_str(CLOCK);
         }
@@ -294,10 +314,12 @@ fn script(load: &Load) -> String {
     if load.count_statuses || load.time_by_status {
         s.push_str(RESPONSE);
     }
+    if load.think_ms > 0 || id_count > 0 {
+        s.push_str("function init(args) math.randomseed(os.time() + 7919 * tid) end\n");
+    }
     if load.think_ms > 0 {
         // Uniform in 0..2×think: a fixed pause would keep the connections in lockstep,
         // sending bursts of hundreds of requests at once.
-        s.push_str("function init(args) math.randomseed(os.time() + 7919 * tid) end\n");
         let _ = writeln!(
             s,
             "function delay() return math.random(0, {}) end",

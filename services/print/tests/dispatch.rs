@@ -58,7 +58,10 @@ async fn a_job_goes_queued_dispatched_printing_completed() {
         (jobs[0].printed, jobs[0].received, jobs[0].copies),
         (1, 1, 1)
     );
-    assert_eq!(jobs[0].image_url, pixpress_testkit::images::sample_image_url());
+    assert_eq!(
+        jobs[0].image_url,
+        pixpress_testkit::images::sample_image_url()
+    );
 
     let text = app.metrics().await;
     let value = |name, labels: &[(&str, &str)]| metrics::value(&text, name, labels);

@@ -51,7 +51,10 @@ async fn a_valid_job_is_committed_and_answered_201_with_location() {
     assert_eq!(row.get::<_, String>(0), "queued");
     assert!(row.get::<_, bool>(1));
     assert_eq!(row.get::<_, String>(2), "http://127.0.0.1:8083");
-    assert_eq!(row.get::<_, String>(3), pixpress_testkit::images::sample_image_url());
+    assert_eq!(
+        row.get::<_, String>(3),
+        pixpress_testkit::images::sample_image_url()
+    );
 
     let fetched: Value = app.get(&location).await.json().await.unwrap();
     assert_eq!(fetched, job);

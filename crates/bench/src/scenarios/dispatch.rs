@@ -17,12 +17,10 @@
 //! most a dispatcher could hand it. The two-replica drain is also set against the
 //! one-replica drain.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use uuid::Uuid;
+use anyhow::bail;
 
 use crate::images;
 use crate::report::{num, Row};
@@ -39,7 +37,7 @@ const TRICKLE_RATE: u64 = 200;
 
 /// The image origin every job's `image_url` points into, and that URL: printer-sim
 /// fetches (and checks) the image of each job it prints.
-fn photo_origin() -> anyhow::Result<(Plain, String)> {
+pub fn photo_origin() -> anyhow::Result<(Plain, String)> {
     let photo = images::jpeg(&images::photo_like(320, 240, 6))?;
     let origin = services::image_origin(Arc::new(photo))?;
     let url = format!("{}/img/photo.jpg", origin.url);
@@ -103,12 +101,13 @@ async fn latency_buckets(replicas: &[Running]) -> anyhow::Result<Vec<(f64, f64)>
 async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
     let jobs = ctx.pick(5_000, 300);
     let db = services::database().await;
+    let auth = services::Auth::new();
     let secret = services::secret();
     let printer = services::printer(&secret, PRINTER_CAPACITY)?;
     let (origin, image_url) = photo_origin()?;
     let mut replicas = Vec::new();
     for _ in 0..replica_count {
-        replicas.push(services::print(&db.url, NOWHERE, &secret, |c| {
+        replicas.push(services::print(&db.url, NOWHERE, &secret, &auth, |c| {
             c.dispatch_enabled = true;
             c.dispatch_concurrency = DISPATCH_CONCURRENCY;
         })?);
@@ -169,40 +168,11 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
     let p99_ms = services::quantile(&delta, 0.99).map(|s| s * 1000.0);
 
     // Exactly once: the printer printed every job in the database once, and nothing else.
-    let printed: serde_json::Value = services::client()
-        .get(format!("{}/jobs", printer.url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let printed = printed.as_array().context("GET /jobs is a list")?;
-    let ids: HashSet<Uuid> = client
-        .query("SELECT correlation_id FROM print_jobs", &[])
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let mut printed_once = 0;
-    let mut resent = 0;
-    let mut seen = HashSet::new();
-    for entry in printed {
-        let id = entry["correlation_id"]
-            .as_str()
-            .and_then(|s| s.parse::<Uuid>().ok());
-        let received = entry["received"].as_u64().unwrap_or(0);
-        resent += received.saturating_sub(1);
-        if let Some(id) = id {
-            if ids.contains(&id) && entry["printed"].as_u64() == Some(1) && seen.insert(id) {
-                printed_once += 1;
-            }
-        }
-    }
-    if printed.len() != ids.len() {
+    let printed = services::printed_exactly_once(&printer.url, &client).await?;
+    if printed.at_printer != printed.jobs {
         note(format!(
             "the printer knows {} jobs, the database {}",
-            printed.len(),
-            ids.len()
+            printed.at_printer, printed.jobs
         ));
     }
 
@@ -216,9 +186,9 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
         jobs_per_second: jobs as f64 / seconds,
         p50_ms,
         p99_ms,
-        printed_once,
-        jobs: ids.len(),
-        resent,
+        printed_once: printed.once,
+        jobs: printed.jobs,
+        resent: printed.resent,
     })
 }
 

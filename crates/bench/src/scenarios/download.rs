@@ -2,7 +2,8 @@
 //! origin serving a generated 12 MP photo (each URL a different file of the same
 //! picture, so content-addressed storage keeps them all) → download-service (fetch,
 //! sniff, thumbnail, both objects into the in-process S3, task row in PostgreSQL) →
-//! the signed completion callback, counted by a sink. N downloads are requested at
+//! the signed completion callback, counted by a sink. The harness asks for the
+//! downloads as management-api does, with a `service` token. N downloads are requested at
 //! once; the figure is N ÷ (first request → last callback), at
 //! `download_concurrency` 2 and 8.
 //!
@@ -30,7 +31,16 @@ async fn images_per_second(
     let count = ctx.pick(80u64, 6);
     let db = services::database().await;
     let bucket = TestBucket::new().await;
-    let service = services::download(&db.url, &bucket, concurrency, &services::secret(), sink_url)?;
+    let auth = services::Auth::new();
+    let service = services::download(
+        &db.url,
+        &bucket,
+        concurrency,
+        &services::secret(),
+        sink_url,
+        &auth,
+    )?;
+    let token = auth.service("management-api");
     services::wait_ok(&service.url, "/ready").await?;
     sink.reset();
     let client = services::client();
@@ -42,9 +52,11 @@ async fn images_per_second(
         });
         let client = client.clone();
         let url = format!("{}/downloads", service.url);
+        let token = token.clone();
         async move {
             client
                 .post(url)
+                .header("authorization", token)
                 .json(&body)
                 .send()
                 .await?

@@ -1,6 +1,7 @@
 //! `footprint`: resident memory (VmRSS) of each service run as its own binary (what
 //! an operator sizes a container for), idle after start, and at the end of an intake
-//! load (64 connections of `POST /print/jobs`, as in `intake`). The binaries are the
+//! load (64 connections of `POST /print/jobs`, as in `intake`). Authentication is
+//! on (`AUTH_JWT_SECRET`, and each service's token for the services it calls). The binaries are the
 //! release builds next to this one; under `cargo run` they are (re)built first.
 //!
 //! Reference: the same figures for a bare actix-web server (this binary's hidden
@@ -56,8 +57,6 @@ impl ChildService {
             .args(args)
             .env("HTTP_ADDR", &addr)
             .env("RUST_LOG", "warn")
-            // Explicitly off for a benchmark, once services authenticate (DESIGN §10).
-            .env("AUTH_DISABLED", "true")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -158,6 +157,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let bucket = TestBucket::new().await;
     let printer_secret = services::secret();
     let download_secret = services::secret();
+    // Authentication on, as the stack sets it up.
+    let auth = services::Auth::new();
+    let jwt = ("AUTH_JWT_SECRET", auth.secret().to_owned());
+    let management_port = pixpress_testkit::http::free_port();
+    let management_url = format!("http://127.0.0.1:{management_port}");
 
     let printer = ChildService::start(
         "printer-sim",
@@ -181,9 +185,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             ("S3_SECRET_KEY", bucket.secret_key.clone()),
             ("DOWNLOAD_CALLBACK_SECRET", download_secret.clone()),
             ("DOWNLOAD_ALLOW_PRIVATE_NETWORKS", "true".into()),
+            ("MANAGEMENT_URL", management_url.clone()),
+            ("MANAGEMENT_TOKEN", auth.service_token("download-service")),
+            jwt.clone(),
         ],
     )?;
-    let management_port = pixpress_testkit::http::free_port();
     let management = ChildService::start_on(
         management_port,
         "management-api",
@@ -193,10 +199,9 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             ("PRINTER_URL", printer.url.clone()),
             ("DOWNLOAD_URL", download.url.clone()),
             ("DOWNLOAD_CALLBACK_SECRET", download_secret.clone()),
-            (
-                "MANAGEMENT_PUBLIC_URL",
-                format!("http://127.0.0.1:{management_port}"),
-            ),
+            ("MANAGEMENT_PUBLIC_URL", management_url.clone()),
+            ("DOWNLOAD_TOKEN", auth.service_token("management-api")),
+            jwt.clone(),
         ],
     )?;
     let print = ChildService::start(
@@ -208,6 +213,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             ("MANAGEMENT_URL", management.url.clone()),
             ("PRINTER_CALLBACK_SECRET", printer_secret.clone()),
             ("DISPATCH_ENABLED", "false".into()),
+            ("MANAGEMENT_TOKEN", auth.service_token("print-service")),
+            jwt,
         ],
     )?;
     // This very binary, even if the build above replaced the file meanwhile.
@@ -223,7 +230,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let idle: Vec<f64> = all.iter().map(|s| s.rss_mib()).collect();
     let bare_idle = bare.rss_mib();
 
-    let job = services::ready_image(&management.url).await?;
+    let job = services::ready_image(&management.url, &auth, 1, intake::PHOTO_URL).await?;
     let body = format!(r#"{{"user_id":{},"file_id":{}}}"#, job.user_id, job.file_id);
     let duration = ctx.secs(5, 2);
     let load = Load::post_json(
@@ -231,7 +238,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         body,
         intake::CONNECTIONS,
         duration,
-    );
+    )
+    .authorized(auth.user(job.user_id));
     let out = wrk::run(&load).await?;
     let loaded: Vec<f64> = all.iter().map(|s| s.rss_mib()).collect();
     wrk::run(&Load::get(

@@ -1,4 +1,5 @@
-//! `health`: `GET /health` on print-service, through every middleware the kit wraps
+//! `health`: `GET /health` on print-service (authentication on, as everywhere; the
+//! probe itself needs no token), through every middleware the kit wraps
 //! around its routes (request id, metrics, problem+json, access log; `/health`'s
 //! access line is `debug`, so the harness's `warn` and the default `info` take the
 //! same path), against a bare actix-web app serving the same route and body with the
@@ -14,7 +15,8 @@ const CONNECTIONS: u32 = 64;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let db = services::database().await;
-    let print = services::print(&db.url, NOWHERE, &services::secret(), |c| {
+    let auth = services::Auth::new();
+    let print = services::print(&db.url, NOWHERE, &services::secret(), &auth, |c| {
         c.dispatch_enabled = false;
     })?;
     let bare = services::bare_health()?;

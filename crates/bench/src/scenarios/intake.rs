@@ -1,5 +1,6 @@
-//! `intake`: `POST /print/jobs` at 64 connections against print-service and the real
-//! management-api (no added latency; the image is recorded `ready` with the test-only
+//! `intake`: `POST /print/jobs` at 64 connections, each with the user's bearer token,
+//! against print-service and the real management-api (print-service presenting its
+//! `service` token; no added latency; the image is recorded `ready` with the test-only
 //! shortcut; dispatch off, so only intake is measured). Figures: jobs committed per
 //! second (counted in the database), wrk's p50/p99, and this process's CPU time per
 //! job (print-service and management-api both run in it; PostgreSQL's own CPU is not
@@ -26,6 +27,8 @@ use crate::system::cpu_time;
 use crate::wrk::{self, Load};
 
 pub const CONNECTIONS: u32 = 64;
+/// The URL the ready image is recorded at (no printer fetches it here).
+pub const PHOTO_URL: &str = "http://127.0.0.1:9/photo.jpg";
 /// print-service's default `DB_POOL_SIZE`.
 const POOL_SIZE: u32 = 16;
 /// Upper bound on inserts per floor task (the loop is also bounded in time).
@@ -156,15 +159,16 @@ async fn floor(
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let db = services::database().await;
-    let management = services::management(NOWHERE, 0)?;
-    let print = services::print(&db.url, &management.url, &services::secret(), |c| {
+    let auth = services::Auth::new();
+    let management = services::management(&auth, NOWHERE, 0)?;
+    let print = services::print(&db.url, &management.url, &services::secret(), &auth, |c| {
         c.dispatch_enabled = false;
         c.database.db_pool_size = POOL_SIZE;
         // One user makes all the load here: the gate's per-user share is not measured.
         c.backend_permits_per_user = Some(c.backend_permits);
     })?;
     services::wait_ok(&print.url, "/ready").await?;
-    let job = services::ready_image(&management.url).await?;
+    let job = services::ready_image(&management.url, &auth, 1, PHOTO_URL).await?;
     let client = db.client().await;
 
     // The floor first: 64 tasks, a pool of print-service's size.
@@ -193,7 +197,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         body,
         CONNECTIONS,
         ctx.secs(10, 2),
-    );
+    )
+    .authorized(auth.user(job.user_id));
     wrk::run(&load.with_duration(ctx.secs(2, 1))).await?; // warm-up
     let before = count_jobs(&client).await?;
     let cpu_before = cpu_time();

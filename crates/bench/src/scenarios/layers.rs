@@ -12,7 +12,8 @@ const CONNECTIONS: u32 = 64;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let db = services::database().await;
-    let print = services::print(&db.url, NOWHERE, &services::secret(), |c| {
+    let auth = services::Auth::new();
+    let print = services::print(&db.url, NOWHERE, &services::secret(), &auth, |c| {
         c.dispatch_enabled = false;
     })?;
     let bare = services::bare_health()?;

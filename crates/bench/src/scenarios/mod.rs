@@ -5,9 +5,12 @@
 pub mod dispatch;
 pub mod download;
 pub mod footprint;
+pub mod get_job;
 pub mod health;
+pub mod image_latency;
 pub mod intake;
 pub mod layers;
+pub mod lifecycle;
 pub mod overload;
 pub mod thumbnail;
 
@@ -19,6 +22,8 @@ use crate::report::Row;
 pub struct Ctx {
     /// A few seconds per scenario, for CI; figures are printed, never asserted.
     pub quick: bool,
+    /// `--rate`: `lifecycle` runs one window at this rate instead of searching.
+    pub rate: Option<f64>,
     pub rows: Vec<Row>,
 }
 

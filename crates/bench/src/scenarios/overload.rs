@@ -1,5 +1,6 @@
 //! `overload`: print-service with `backend_permits = 64` in front of a management API
-//! that takes 50 ms per lookup, hit by 512 connections. The gate admits at most 64
+//! that takes 50 ms per lookup, hit by 512 connections (each request with the user's
+//! bearer token; a refused one is refused after its token is checked). The gate admits at most 64
 //! lookups at a time, so the best possible goodput is 64 / 0.05 s = 1,280 jobs/s;
 //! everything else must be refused with 429 at once, and nothing may fail with 5xx.
 //!
@@ -20,8 +21,8 @@
 use std::time::{Duration, Instant};
 
 use crate::report::{num, Row};
-use crate::scenarios::{note, Ctx};
-use crate::services::{self, Running, NOWHERE};
+use crate::scenarios::{intake, note, Ctx};
+use crate::services::{self, Auth, Running, NOWHERE};
 use crate::wrk::{self, Load, Outcome};
 
 const PERMITS: u32 = 64;
@@ -59,30 +60,37 @@ fn describe(name: &str, out: &Outcome) {
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let db = services::database().await;
-    let management = services::management(NOWHERE, LATENCY_MS)?;
-    let print = services::print(&db.url, &management.url, &services::secret(), |c| {
+    let auth = services::Auth::new();
+    let management = services::management(&auth, NOWHERE, LATENCY_MS)?;
+    let print = services::print(&db.url, &management.url, &services::secret(), &auth, |c| {
         c.dispatch_enabled = false;
         c.backend_permits = PERMITS;
         // One user makes all the load here: the gate's per-user share is not measured.
         c.backend_permits_per_user = Some(PERMITS);
     })?;
-    let result = measure(ctx, &management, &print).await;
+    let result = measure(ctx, &auth, &management, &print).await;
     print.stop().await;
     management.stop().await;
     drop(db); // drops the scenario's database
     result
 }
 
-async fn measure(ctx: &mut Ctx, management: &Running, print: &Running) -> anyhow::Result<()> {
+async fn measure(
+    ctx: &mut Ctx,
+    auth: &Auth,
+    management: &Running,
+    print: &Running,
+) -> anyhow::Result<()> {
     services::wait_ok(&print.url, "/ready").await?;
-    let job = services::ready_image(&management.url).await?;
+    let job = services::ready_image(&management.url, auth, 1, intake::PHOTO_URL).await?;
     let body = format!(r#"{{"user_id":{},"file_id":{}}}"#, job.user_id, job.file_id);
     let mut load = Load::post_json(
         format!("{}/print/jobs", print.url),
         body,
         CONNECTIONS,
         ctx.secs(10, 2),
-    );
+    )
+    .authorized(auth.user(job.user_id));
     load.count_statuses = true;
     load.time_by_status = true;
     let ideal = f64::from(PERMITS) / (LATENCY_MS as f64 / 1000.0);
