@@ -104,6 +104,51 @@ pub fn lines<E: Serialize>(entries: &[E]) -> Result<Vec<u8>, JournalError> {
     Ok(bytes)
 }
 
+/// [`open`] on the blocking pool, tried again with `backoff` while the journal cannot
+/// be opened (a disk not mounted yet, a damaged file an operator is looking at):
+/// each failure is logged and kept in `trouble`, where readiness reads why jobs are
+/// refused meanwhile. `None` when `stop` fires first.
+pub async fn open_retrying<E, S, F>(
+    dir: &Path,
+    name: &'static str,
+    fold: F,
+    backoff: crate::retry::Backoff,
+    trouble: &std::sync::Mutex<Option<JournalError>>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<(File, S)>
+where
+    E: Serialize + DeserializeOwned,
+    S: Send + 'static,
+    F: Fn(Vec<E>) -> Result<(S, Vec<E>), (usize, String)> + Clone + Send + 'static,
+{
+    let mut failures = 0;
+    loop {
+        let opening = {
+            let (dir, fold) = (dir.to_path_buf(), fold.clone());
+            tokio::task::spawn_blocking(move || open(&dir, name, fold)).await
+        };
+        let reason = match opening {
+            Ok(Ok(opened)) => return Some(opened),
+            Ok(Err(reason)) => reason,
+            Err(e) => JournalError::Panicked {
+                task: "reading the journal",
+                message: e.to_string(),
+            },
+        };
+        failures += 1;
+        let delay = backoff.delay(failures);
+        log::error!(
+            "cannot open the journal in {} (retrying in {delay:?}): {reason}",
+            dir.display()
+        );
+        *trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
 /// Opens the journal `dir/name` (both created if missing): reads its entries, hands
 /// them to `fold`, which builds the caller's state and returns the entries that
 /// restore it (the compact form), writes those beside the file and swaps them in

@@ -377,31 +377,17 @@ impl Gateway {
         else {
             return;
         };
-        let mut failures = 0;
-        let (file, restored) = loop {
-            let opening = {
-                let dir = dir.clone();
-                tokio::task::spawn_blocking(move || {
-                    journal::open(&dir, JOURNAL_FILE, store::replay)
-                })
-                .await
-            };
-            let reason = match opening {
-                Ok(Ok(opened)) => break opened,
-                Ok(Err(reason)) => reason,
-                Err(e) => JournalError::Panicked {
-                    task: "reading the journal",
-                    message: e.to_string(),
-                },
-            };
-            failures += 1;
-            let delay = JOURNAL_RETRY.delay(failures);
-            log::error!("cannot open the job journal (retrying in {delay:?}): {reason}");
-            *trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
+        let opened = journal::open_retrying(
+            dir,
+            JOURNAL_FILE,
+            store::replay,
+            JOURNAL_RETRY,
+            trouble,
+            &stop,
+        )
+        .await;
+        let Some((file, restored)) = opened else {
+            return;
         };
         let mut resume = Vec::new();
         {

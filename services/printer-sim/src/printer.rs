@@ -188,31 +188,17 @@ impl Printer {
         else {
             return;
         };
-        let mut failures = 0;
-        let (file, spooled) = loop {
-            let opening = {
-                let dir = dir.clone();
-                tokio::task::spawn_blocking(move || {
-                    journal::open(&dir, JOURNAL_FILE, spool::replay)
-                })
-                .await
-            };
-            let reason = match opening {
-                Ok(Ok(opened)) => break opened,
-                Ok(Err(reason)) => reason,
-                Err(e) => JournalError::Panicked {
-                    task: "reading the spool",
-                    message: e.to_string(),
-                },
-            };
-            failures += 1;
-            let delay = SPOOL_RETRY.delay(failures);
-            log::error!("cannot open the spool (retrying in {delay:?}): {reason}");
-            *trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
+        let opened = journal::open_retrying(
+            dir,
+            JOURNAL_FILE,
+            spool::replay,
+            SPOOL_RETRY,
+            trouble,
+            &stop,
+        )
+        .await;
+        let Some((file, spooled)) = opened else {
+            return;
         };
         // Restored before the journal is usable, so no submission misses them.
         let unfinished = self.restore(&spooled);
