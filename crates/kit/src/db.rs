@@ -8,8 +8,15 @@
 //! cancels a statement past it, a connection attempt gives up at it, a checkout
 //! waits no longer for a free connection, and [`Database::within`] bounds a whole
 //! piece of work by it, which also covers a server too frozen to cancel anything.
-//! A refused connection fails the checkouts waiting for it at once. TLS: `tls.rs`.
+//! A refused connection fails the checkouts waiting for it at once. TLS: `tls.rs`;
+//! the statements each connection keeps prepared: `statements.rs`.
+//!
+//! A checkout costs no round trip: a connection is not tested with a query when it
+//! is handed out (bb8's `test_on_check_out`), only skipped when its socket has
+//! closed. One that broke unnoticed fails the statement that finds out, with a 503,
+//! and is dropped when it goes back.
 
+mod statements;
 mod tls;
 
 use std::future::Future;
@@ -30,6 +37,7 @@ use actix_web::http::StatusCode;
 
 use crate::problem::{ApiError, ServiceError};
 
+pub use statements::{Params, PgClient, Sql, Statements, Tx};
 pub use tls::Tls;
 
 pub type PgPool = bb8::Pool<Connector>;
@@ -59,6 +67,9 @@ pub enum DbError {
     /// server): see [`Database::within`].
     #[error("the database did not answer within {0:?}")]
     Timeout(Duration),
+    /// The group write ([`crate::batch`]) that carried this one failed.
+    #[error("{0}")]
+    Batch(#[from] crate::batch::BatchError<DbError>),
 }
 
 /// tokio-postgres says only "db error" for server errors; the server's message is
@@ -190,10 +201,10 @@ fn server_deadline(deadline: Duration, theirs: Option<&str>) -> String {
 }
 
 impl bb8::ManageConnection for Connector {
-    type Connection = Client;
+    type Connection = PgClient;
     type Error = ConnectError;
 
-    async fn connect(&self) -> Result<Client, ConnectError> {
+    async fn connect(&self) -> Result<PgClient, ConnectError> {
         match self.open().await {
             Ok((client, driver)) => {
                 tokio::spawn(async move {
@@ -201,7 +212,7 @@ impl bb8::ManageConnection for Connector {
                         log::debug!("database connection closed: {e}");
                     }
                 });
-                Ok(client)
+                Ok(PgClient::new(client))
             }
             Err(e) => {
                 // bb8 does not hand a failed attempt to the checkouts waiting on it:
@@ -212,14 +223,16 @@ impl bb8::ManageConnection for Connector {
         }
     }
 
-    async fn is_valid(&self, conn: &mut Client) -> Result<(), ConnectError> {
+    /// Unused at checkout (see the module's doc); bb8 asks it of idle connections
+    /// it reaps.
+    async fn is_valid(&self, conn: &mut PgClient) -> Result<(), ConnectError> {
         conn.simple_query("")
             .await
             .map(|_| ())
             .map_err(|e| ConnectError::Failed(Arc::new(e)))
     }
 
-    fn has_broken(&self, conn: &mut Client) -> bool {
+    fn has_broken(&self, conn: &mut PgClient) -> bool {
         conn.is_closed()
     }
 }
@@ -237,6 +250,7 @@ fn pool_of(connector: &Connector, args: &DatabaseArgs) -> PgPool {
     bb8::Pool::builder()
         .max_size(args.db_pool_size)
         .connection_timeout(connector.deadline)
+        .test_on_check_out(false)
         // A failed attempt is not retried until the timeout: the checkout that needed
         // it fails at once (Database::get), and the next checkout tries again.
         .retry_connection(false)
@@ -360,9 +374,19 @@ impl Database {
 
     /// A pooled connection, within the deadline; at once an error if the server
     /// refuses the connection this checkout waits for.
+    /// A connection whose socket has closed (the server restarted, say) is dropped
+    /// and the next one taken.
     pub async fn get(&self) -> Result<PgConnection<'_>, DbError> {
+        let open = async {
+            loop {
+                let conn = self.pool.get().await?;
+                if !conn.is_closed() {
+                    return Ok::<_, bb8::RunError<ConnectError>>(conn);
+                }
+            }
+        };
         tokio::select! {
-            conn = self.pool.get() => conn.map_err(|e| match e {
+            conn = open => conn.map_err(|e| match e {
                 bb8::RunError::TimedOut => DbError::Timeout(self.deadline()),
                 e => e.into(),
             }),
@@ -394,19 +418,9 @@ impl Database {
     /// [`Database::within`]).
     pub async fn with_connection<T>(
         &self,
-        work: impl AsyncFnOnce(&Client) -> Result<T, DbError>,
+        work: impl AsyncFnOnce(&PgClient) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         self.within(async { work(&*self.get().await?).await }).await
-    }
-
-    /// [`Database::with_connection`] for work that needs the connection mutably
-    /// (a transaction).
-    pub async fn with_connection_mut<T>(
-        &self,
-        work: impl AsyncFnOnce(&mut Client) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        self.within(async { work(&mut *self.get().await?).await })
-            .await
     }
 
     /// How a dedicated (non-pooled) connection, such as `LISTEN`'s, connects.

@@ -8,6 +8,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod batch;
 pub mod breaker;
 pub mod client;
 pub mod config;

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{ConnectError, Connector, PgPool};
+use crate::db::{ConnectError, Connector, PgPool, Sql};
 use crate::retry::Backoff;
 
 /// Announces committed work on a channel. [`Announcer::announce`] never waits: the

@@ -3,7 +3,8 @@
 //! workers run: claim what is due whenever a slot is free, work on each claimed item
 //! in its own task (at most `concurrency` at once), and between rounds wait for a
 //! wake-up, the poll tick or a free slot. [`step`] is one round, for tests;
-//! [`scoped`] runs a worker's work on one item under the item's request context.
+//! [`scoped`] runs a worker's work on one item under the item's request context;
+//! [`watch_depths`] keeps each queue's depth and oldest item's age on `/metrics`.
 //!
 //! On stop the loop claims nothing more and waits for the items in hand: claimed
 //! work is finished and recorded rather than abandoned on a lease.
@@ -12,11 +13,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntGaugeVec;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, Sql};
 use crate::notify::{self, Announcer};
 use crate::request_id::RequestContext;
 use crate::retry::Backoff;
@@ -177,4 +179,59 @@ pub async fn run<W: QueueWorker>(
         }
     }
     while in_flight.join_next().await.is_some() {}
+}
+
+/// How often [`watch_depths`] reads the queues.
+const DEPTH_REFRESH: Duration = Duration::from_secs(5);
+
+/// The gauges [`watch_depths`] keeps, labelled by queue (or state).
+pub struct DepthGauges {
+    /// Items waiting or in hand.
+    pub depth: IntGaugeVec,
+    /// Age in seconds of the oldest of them (0 when there is none).
+    pub oldest_age: IntGaugeVec,
+}
+
+/// Keeps `gauges` at what `sql` reads, every few seconds, off the scrape path. `sql`
+/// takes no parameters and returns one row per queue: its label (text), `depth`
+/// (bigint) and `oldest_age` (float8, seconds). While the database cannot answer,
+/// the last values stay.
+pub async fn watch_depths(
+    db: Database,
+    sql: &'static str,
+    gauges: DepthGauges,
+    stop: CancellationToken,
+) {
+    if !db.wait_until_migrated(&stop).await {
+        return;
+    }
+    loop {
+        let read = db
+            .with_connection(async |conn| Ok(conn.query(sql, &[]).await?))
+            .await;
+        match read {
+            Ok(rows) => {
+                for row in rows {
+                    let (Ok(queue), Ok(depth), Ok(age)) = (
+                        row.try_get::<_, &str>(0),
+                        row.try_get::<_, i64>("depth"),
+                        row.try_get::<_, f64>("oldest_age"),
+                    ) else {
+                        log::warn!("the queue depth query returns unreadable rows: {sql}");
+                        return;
+                    };
+                    gauges.depth.with_label_values(&[queue]).set(depth);
+                    gauges
+                        .oldest_age
+                        .with_label_values(&[queue])
+                        .set(age as i64);
+                }
+            }
+            Err(e) => log::debug!("cannot read the queues' depths: {e}"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(DEPTH_REFRESH) => {}
+        }
+    }
 }

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use pixpress_domain::download::{DownloadState, DownloadTask, FailureReason};
-use pixpress_kit::db::DbError;
-use tokio_postgres::{GenericClient, Row};
+use pixpress_kit::db::{DbError, Sql};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// The columns a [`DownloadTask`] is read from (by name, in [`task_from_row`]).
@@ -43,7 +43,7 @@ fn task_from_row(row: &Row) -> Result<DownloadTask, DbError> {
 /// Queues (and commits) a download; announce it to the workers afterwards. Its
 /// work and its report continue the trace of `traceparent` (the request's).
 pub async fn insert(
-    db: &impl GenericClient,
+    db: &impl Sql,
     url: &str,
     callback_url: Option<&str>,
     traceparent: Option<&str>,
@@ -59,7 +59,7 @@ pub async fn insert(
     task_from_row(&row)
 }
 
-pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<DownloadTask>, DbError> {
+pub async fn get(db: &impl Sql, id: Uuid) -> Result<Option<DownloadTask>, DbError> {
     let sql =
         format!("SELECT {TASK_COLUMNS} FROM download_tasks WHERE id = $1 AND deleted_at IS NULL");
     let row = db.query_opt(&sql, &[&id]).await?;
@@ -91,7 +91,7 @@ impl ClaimedTask {
 /// Leases up to `limit` due tasks (queued, or running with an expired lease) to
 /// `owner`, marking them running.
 pub async fn claim(
-    db: &impl GenericClient,
+    db: &impl Sql,
     owner: &str,
     lease: Duration,
     limit: i64,
@@ -128,7 +128,7 @@ pub struct Stored {
 /// Records success; the callback (if any) becomes due. False if the lease was lost
 /// or the task deleted meanwhile. Run it holding the [`lock_objects`] of the keys.
 pub async fn complete(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     owner: &str,
     stored: &Stored,
@@ -159,7 +159,7 @@ pub async fn complete(
 
 /// Records a final failure; the callback (if any) becomes due.
 pub async fn fail(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     owner: &str,
     reason: FailureReason,
@@ -179,7 +179,7 @@ pub async fn fail(
 
 /// Puts the task back in the queue, due after `delay`, remembering why.
 pub async fn retry_later(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     owner: &str,
     delay: Duration,
@@ -231,7 +231,7 @@ impl DueCallback {
 /// Claims due callbacks by pushing their due time past `lease` (so another replica
 /// does not send them meanwhile).
 pub async fn claim_callbacks(
-    db: &impl GenericClient,
+    db: &impl Sql,
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<DueCallback>, DbError> {
@@ -251,7 +251,7 @@ pub async fn claim_callbacks(
 }
 
 /// The callback was delivered, or will never be: nothing more to send.
-pub async fn callback_done(db: &impl GenericClient, id: Uuid) -> Result<(), DbError> {
+pub async fn callback_done(db: &impl Sql, id: Uuid) -> Result<(), DbError> {
     db.execute(
         "UPDATE download_tasks SET callback_due_at = NULL, callback_attempts = callback_attempts + 1
          WHERE id = $1",
@@ -262,11 +262,7 @@ pub async fn callback_done(db: &impl GenericClient, id: Uuid) -> Result<(), DbEr
 }
 
 /// The callback failed; try again after `delay`.
-pub async fn callback_later(
-    db: &impl GenericClient,
-    id: Uuid,
-    delay: Duration,
-) -> Result<(), DbError> {
+pub async fn callback_later(db: &impl Sql, id: Uuid, delay: Duration) -> Result<(), DbError> {
     db.execute(
         "UPDATE download_tasks
          SET callback_due_at = now() + make_interval(secs => $2),
@@ -296,10 +292,7 @@ impl DeletedTask {
 /// Marks the task deleted (its report, if still due, is dropped); `None` if there is
 /// no such task. Deleting a deleted task changes nothing and names its objects
 /// again, so a repeated delete can finish releasing them.
-pub async fn mark_deleted(
-    db: &impl GenericClient,
-    id: Uuid,
-) -> Result<Option<DeletedTask>, DbError> {
+pub async fn mark_deleted(db: &impl Sql, id: Uuid) -> Result<Option<DeletedTask>, DbError> {
     let row = db
         .query_opt(
             "UPDATE download_tasks
@@ -327,7 +320,7 @@ const OBJECT_LOCK_CLASS: i32 = 0x7078_6f62;
 /// about an object holds its lock from the check to the commit: a completion from
 /// "the object is stored" to the commit of its reference, a release from "nobody
 /// refers to it" to its deletion from S3.
-pub async fn lock_objects(tx: &impl GenericClient, keys: &[&str]) -> Result<(), DbError> {
+pub async fn lock_objects(tx: &impl Sql, keys: &[&str]) -> Result<(), DbError> {
     let mut keys = keys.to_vec();
     // One order for everyone, so two holders of several keys cannot deadlock.
     keys.sort_unstable();
@@ -343,7 +336,7 @@ pub async fn lock_objects(tx: &impl GenericClient, keys: &[&str]) -> Result<(), 
 }
 
 /// Whether a live (not deleted) task refers to the object `key`.
-pub async fn is_referenced(db: &impl GenericClient, key: &str) -> Result<bool, DbError> {
+pub async fn is_referenced(db: &impl Sql, key: &str) -> Result<bool, DbError> {
     let row = db
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM download_tasks
@@ -354,3 +347,16 @@ pub async fn is_referenced(db: &impl GenericClient, key: &str) -> Result<bool, D
         .await?;
     Ok(row.try_get("referenced")?)
 }
+
+/// download-service's two queues, for `kit::queue::watch_depths`: `downloads`
+/// (queued or running, by age since the image was asked for) and `reports`
+/// (completion reports still to send, by age since the task finished). Both read
+/// their claim index.
+pub const QUEUE_DEPTHS: &str = "
+    SELECT 'downloads' AS queue, count(*) AS depth,
+           COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age
+    FROM download_tasks WHERE state IN ('queued', 'running') AND deleted_at IS NULL
+    UNION ALL
+    SELECT 'reports', count(*),
+           COALESCE(extract(epoch FROM now() - min(updated_at)), 0)::float8
+    FROM download_tasks WHERE callback_due_at IS NOT NULL AND deleted_at IS NULL";

@@ -28,7 +28,7 @@ use pixpress_kit::client::http_client;
 use pixpress_kit::db::Database;
 use pixpress_kit::health::Readiness;
 use pixpress_kit::metrics::http_metrics;
-use pixpress_kit::queue::WorkQueue;
+use pixpress_kit::queue::{self, WorkQueue};
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::server::{replica_name, Background, HttpSettings, Service, JSON_LIMIT};
 use pixpress_kit::webhook::WebhookSecret;
@@ -155,6 +155,14 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
 
     let http_metrics = http_metrics("download");
     let metrics = DownloadMetrics::new(&http_metrics.registry);
+    background.spawn({
+        let database = database.clone();
+        let gauges = queue::DepthGauges {
+            depth: metrics.queue_depth.clone(),
+            oldest_age: metrics.queue_oldest_age.clone(),
+        };
+        move |stop| queue::watch_depths(database, download_tasks::QUEUE_DEPTHS, gauges, stop)
+    });
     let timeout = config.download_timeout();
     let fetcher = Fetcher::new(
         FetchPolicy {

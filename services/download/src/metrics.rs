@@ -1,7 +1,7 @@
 //! download-service's own metrics.
 
 use pixpress_kit::metrics::{latency_buckets, MetricsRegistrar};
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 #[derive(Clone)]
 pub struct DownloadMetrics {
@@ -21,6 +21,13 @@ pub struct DownloadMetrics {
     /// `pixpress_download_callbacks_total{outcome}`: delivered, retried, abandoned
     /// (failed for good), refused (not under `MANAGEMENT_URL`, never sent).
     pub callbacks: IntCounterVec,
+    /// `pixpress_download_queue_depth{queue}`: images to download (`downloads`:
+    /// queued or running) and completion reports to send (`reports`).
+    pub queue_depth: IntGaugeVec,
+    /// `pixpress_download_queue_oldest_age_seconds{queue}`: how long the oldest of
+    /// them has waited (a download since it was asked for, a report since its
+    /// image was done).
+    pub queue_oldest_age: IntGaugeVec,
 }
 
 impl DownloadMetrics {
@@ -54,6 +61,16 @@ impl DownloadMetrics {
                 "callbacks_total",
                 "Completion callbacks, by outcome",
                 &["outcome"],
+            ),
+            queue_depth: m.int_gauge_vec(
+                "queue_depth",
+                "Items in each queue: downloads to do, reports to send",
+                &["queue"],
+            ),
+            queue_oldest_age: m.int_gauge_vec(
+                "queue_oldest_age_seconds",
+                "Age of the oldest item in each queue",
+                &["queue"],
             ),
         }
     }

@@ -16,8 +16,7 @@
 //! between storing the objects of a task deleted meanwhile and recording it leaves
 //! those objects behind (harmless bytes, referenced by nobody).
 
-use pixpress_kit::db::{Database, DbError};
-use tokio_postgres::GenericClient;
+use pixpress_kit::db::{Database, DbError, Sql};
 use uuid::Uuid;
 
 use crate::download_tasks;
@@ -102,7 +101,7 @@ pub async fn release(
 /// Call it holding the object's lock in `tx`, and commit after.
 pub async fn delete_unreferenced(
     db: &Database,
-    tx: &impl GenericClient,
+    tx: &impl Sql,
     storage: Option<&Storage>,
     key: &str,
 ) -> Result<bool, ObjectsError> {

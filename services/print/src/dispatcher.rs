@@ -13,17 +13,22 @@
 //! under load: `pixpress_kit::notify::Announcer`), so a new job reaches its printer
 //! within milliseconds; a short poll catches retries that come due and leases that
 //! expire.
+//!
+//! The `dispatched` marks of jobs their printers took at about the same time are
+//! written together, one statement and one commit for all (`kit::batch`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use pixpress_domain::JobState;
+use pixpress_kit::batch::Batcher;
 use pixpress_kit::db::{Database, DbError};
 use pixpress_kit::queue::{self, QueueWorker};
 use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::{jitter, Backoff};
 use prometheus::{Histogram, IntCounterVec};
+use uuid::Uuid;
 
 use crate::leases::JobLeases;
 use crate::metrics::PrintMetrics;
@@ -44,7 +49,9 @@ pub struct DispatcherSettings {
 pub struct Dispatcher {
     jobs: JobLeases,
     max_attempts: i32,
-    job_deadline: Duration,
+    /// Marks taken jobs `dispatched`, many in one statement: true for each whose
+    /// lease was still ours.
+    dispatched: Batcher<Uuid, bool, DbError>,
     printers: Arc<PrinterClient>,
     metrics: PrintMetrics,
     attempts: IntCounterVec,
@@ -64,10 +71,22 @@ impl Dispatcher {
             max_attempts,
             job_deadline,
         } = settings;
+        let dispatched = Batcher::spawn({
+            let (db, owner) = (db.clone(), owner.clone());
+            move |ids: Vec<Uuid>| {
+                let (db, owner) = (db.clone(), owner.clone());
+                async move {
+                    db.with_connection(async |conn| {
+                        print_jobs::mark_dispatched(conn, &ids, &owner, job_deadline).await
+                    })
+                    .await
+                }
+            }
+        });
         Self {
             jobs: JobLeases::new(Stage::Queued, db, owner, lease, metrics.clone()),
             max_attempts,
-            job_deadline,
+            dispatched,
             attempts: metrics.dispatch_attempts.clone(),
             latency: metrics.dispatch_latency.clone(),
             printers,
@@ -94,13 +113,7 @@ impl Dispatcher {
                 self.attempts.with_label_values(&["accepted"]).inc();
                 let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
                 self.latency.observe(waited.as_secs_f64());
-                let deadline = self.job_deadline;
-                let dispatched = db
-                    .with_connection(async |conn| {
-                        print_jobs::mark_dispatched(conn, job.id, owner, deadline).await
-                    })
-                    .await?;
-                if dispatched {
+                if self.dispatched.submit(job.id).await? {
                     self.metrics
                         .transition(Some(JobState::Queued), JobState::Dispatched);
                 }

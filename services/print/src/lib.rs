@@ -29,7 +29,7 @@ use pixpress_kit::db::{CheckoutLine, Database};
 use pixpress_kit::gate::BackendGate;
 use pixpress_kit::health::Readiness;
 use pixpress_kit::metrics::http_metrics;
-use pixpress_kit::queue::WorkQueue;
+use pixpress_kit::queue::{self, WorkQueue};
 use pixpress_kit::server::{replica_name, Background, HttpSettings, Service};
 use pixpress_kit::webhook::{CallbackSecret, WebhookSecret};
 use utoipa::OpenApi;
@@ -101,8 +101,12 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
     );
 
     background.spawn({
-        let (database, gauge) = (database.clone(), metrics.oldest_job_age.clone());
-        move |stop| reconciler::watch_job_ages(database, gauge, stop)
+        let database = database.clone();
+        let gauges = queue::DepthGauges {
+            depth: metrics.queue_depth.clone(),
+            oldest_age: metrics.oldest_job_age.clone(),
+        };
+        move |stop| queue::watch_depths(database, print_jobs::checks::QUEUE_DEPTHS, gauges, stop)
     });
     if config.dispatch_enabled {
         let owner = replica_name("print");

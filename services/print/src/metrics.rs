@@ -28,6 +28,8 @@ pub struct PrintMetrics {
     /// `pixpress_print_oldest_job_age_seconds{state}`: age of the oldest job still
     /// queued, dispatched or printing (0 when none), refreshed every few seconds.
     pub oldest_job_age: IntGaugeVec,
+    /// `pixpress_print_queue_depth{state}`: jobs in each state still on its way.
+    pub queue_depth: IntGaugeVec,
 }
 
 impl PrintMetrics {
@@ -73,6 +75,11 @@ impl PrintMetrics {
             oldest_job_age: metrics.int_gauge_vec(
                 "oldest_job_age_seconds",
                 "Age of the oldest job in each state still on its way (queued, dispatched, printing)",
+                &["state"],
+            ),
+            queue_depth: metrics.int_gauge_vec(
+                "queue_depth",
+                "Jobs in each state still on its way (queued, dispatched, printing)",
                 &["state"],
             ),
         }

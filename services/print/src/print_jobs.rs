@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use pixpress_domain::job::{CreatePrintJob, Evidence};
 use pixpress_domain::{JobState, PrintJob};
-use pixpress_kit::db::DbError;
-use tokio_postgres::{GenericClient, Row};
+use pixpress_kit::db::{DbError, Sql};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// The columns a [`PrintJob`] is read from (by name, in [`job_from_row`]).
@@ -83,7 +83,7 @@ impl NewJob {
 
 /// Inserts (and commits) a queued job; announce it to the dispatchers afterwards.
 /// `None` when the user's idempotency key is already taken.
-pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<PrintJob>, DbError> {
+pub async fn insert(db: &impl Sql, job: &NewJob) -> Result<Option<PrintJob>, DbError> {
     let sql = format!(
         "INSERT INTO print_jobs (id, user_id, file_id, copies, state, correlation_id,
                                  printer_id, printer_url, image_url,
@@ -116,7 +116,7 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob) -> Result<Option<Prin
 
 /// Points the queued jobs of each printer `(id, url)` at its current URL; returns how
 /// many moved. Jobs already at a printer stay with it: that printer calls back.
-pub async fn reroute(db: &impl GenericClient, printers: &[(i64, String)]) -> Result<u64, DbError> {
+pub async fn reroute(db: &impl Sql, printers: &[(i64, String)]) -> Result<u64, DbError> {
     let (ids, urls): (Vec<i64>, Vec<&str>) =
         printers.iter().map(|(id, url)| (*id, url.as_str())).unzip();
     let moved = db
@@ -132,7 +132,7 @@ pub async fn reroute(db: &impl GenericClient, printers: &[(i64, String)]) -> Res
 
 /// The job a user created with `key`, and the fingerprint of its request.
 pub async fn find_by_idempotency_key(
-    db: &impl GenericClient,
+    db: &impl Sql,
     user_id: i64,
     key: &str,
 ) -> Result<Option<(PrintJob, String)>, DbError> {
@@ -147,7 +147,7 @@ pub async fn find_by_idempotency_key(
     Ok(Some((job_from_row(&row)?, fingerprint)))
 }
 
-pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<PrintJob>, DbError> {
+pub async fn get(db: &impl Sql, id: Uuid) -> Result<Option<PrintJob>, DbError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM print_jobs WHERE id = $1");
     let row = db.query_opt(&sql, &[&id]).await?;
     row.as_ref().map(job_from_row).transpose()
@@ -163,7 +163,7 @@ pub struct JobFilter {
 
 /// Up to `limit` jobs, newest first. Ids are UUIDv7 (time-ordered and unique), so
 /// "id < cursor" pages are stable while new jobs arrive.
-pub async fn list(db: &impl GenericClient, filter: &JobFilter) -> Result<Vec<PrintJob>, DbError> {
+pub async fn list(db: &impl Sql, filter: &JobFilter) -> Result<Vec<PrintJob>, DbError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM print_jobs
          WHERE ($1::bigint IS NULL OR user_id = $1)
@@ -193,7 +193,7 @@ pub enum CancelOutcome {
 }
 
 /// Cancels a queued job that no dispatcher holds.
-pub async fn cancel(db: &impl GenericClient, id: Uuid) -> Result<CancelOutcome, DbError> {
+pub async fn cancel(db: &impl Sql, id: Uuid) -> Result<CancelOutcome, DbError> {
     debug_assert!(JobState::Queued.can_transition_to(JobState::Canceled));
     let sql = format!(
         "UPDATE print_jobs SET state = 'canceled', updated_at = now(), next_attempt_at = now()
@@ -228,7 +228,7 @@ pub enum RetryOutcome {
 /// attempt find no job. Its dispatch continues the retry's trace (`traceparent`),
 /// or the original request's when the retry has none.
 pub async fn retry(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     traceparent: Option<&str>,
 ) -> Result<RetryOutcome, DbError> {
@@ -328,7 +328,7 @@ impl Stage {
 /// the earliest due first. `SKIP LOCKED` lets replicas claim side by side without
 /// waiting on each other.
 pub async fn claim(
-    db: &impl GenericClient,
+    db: &impl Sql,
     stage: Stage,
     owner: &str,
     lease: Duration,
@@ -353,33 +353,40 @@ pub async fn claim(
     rows.iter().map(claimed_from_row).collect()
 }
 
-/// The printer took the job: `queued` → `dispatched` (unless its callback already
-/// moved it further), lease released, checked at its printer after `deadline` per
-/// copy. False if the lease was lost meanwhile.
+/// Their printers took these jobs: each `queued` → `dispatched` (unless its
+/// callback already moved it further), lease released, checked at its printer after
+/// `deadline` per copy; one statement for them all (the dispatcher's group write,
+/// `kit::batch`). For each job, in order: false if its lease was lost meanwhile.
 pub async fn mark_dispatched(
-    db: &impl GenericClient,
-    id: Uuid,
+    db: &impl Sql,
+    ids: &[Uuid],
     owner: &str,
     deadline: Duration,
-) -> Result<bool, DbError> {
-    let n = db
-        .execute(
-            "UPDATE print_jobs
-             SET state = CASE WHEN state = 'queued' THEN 'dispatched' ELSE state END,
-                 attempts = attempts + 1, error = NULL, updated_at = now(),
-                 next_attempt_at = now() + make_interval(secs => $3::float8 * copies),
+) -> Result<Vec<bool>, DbError> {
+    let rows = db
+        .query(
+            "UPDATE print_jobs AS j
+             SET state = CASE WHEN j.state = 'queued' THEN 'dispatched' ELSE j.state END,
+                 attempts = j.attempts + 1, error = NULL, updated_at = now(),
+                 next_attempt_at = now() + make_interval(secs => $3::float8 * j.copies),
                  lease_owner = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND lease_owner = $2",
-            &[&id, &owner, &deadline.as_secs_f64()],
+             FROM unnest($1::uuid[]) AS taken(id)
+             WHERE j.id = taken.id AND j.lease_owner = $2
+             RETURNING j.id",
+            &[&ids, &owner, &deadline.as_secs_f64()],
         )
         .await?;
-    Ok(n == 1)
+    let marked = rows
+        .iter()
+        .map(|row| row.try_get::<_, Uuid>("id"))
+        .collect::<Result<std::collections::HashSet<_>, _>>()?;
+    Ok(ids.iter().map(|id| marked.contains(id)).collect())
 }
 
 /// Gives the job back to the queue, due again after `delay`. `counts` says whether
 /// this was a real attempt (a breaker that never let it out is not).
 pub async fn retry_later(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     owner: &str,
     delay: Duration,
@@ -402,7 +409,7 @@ pub async fn retry_later(
 /// ends an attempt; a job at its printer had its attempt counted when it was sent.
 /// False if it was no longer ours.
 pub async fn mark_failed(
-    db: &impl GenericClient,
+    db: &impl Sql,
     stage: Stage,
     id: Uuid,
     owner: &str,
@@ -442,44 +449,58 @@ pub enum ReportOutcome {
     Illegal(JobState),
 }
 
-/// Applies a printer's report to the job with `correlation_id`, atomically. A job
-/// still at its printer afterwards is checked there after `deadline` per copy.
+/// Applies a printer's report to the job with `correlation_id`, atomically: the
+/// update takes effect only if the job is still in the state the report was judged
+/// against, and is judged again against the new state if not (a compare-and-set, no
+/// transaction: two round trips and one commit). Callers bound the whole by the
+/// database deadline ([`pixpress_kit::db::Database::within`]). A job still at its
+/// printer afterwards is checked there after `deadline` per copy.
 pub async fn apply_report(
-    client: &mut tokio_postgres::Client,
+    db: &impl Sql,
     correlation_id: Uuid,
     report: PrinterReport<'_>,
     deadline: Duration,
 ) -> Result<ReportOutcome, DbError> {
     let target = report.state;
-    let tx = client.transaction().await?;
-    let Some(row) = tx
-        .query_opt(
-            "SELECT id, state FROM print_jobs WHERE correlation_id = $1 FOR UPDATE",
-            &[&correlation_id],
-        )
-        .await?
-    else {
-        return Ok(ReportOutcome::NotFound);
-    };
-    let id: Uuid = row.try_get("id")?;
-    let current = state_from_row(&row)?;
-    let steps = match current.moves_on_report(target, report.evidence) {
-        None => return Ok(ReportOutcome::Illegal(current)),
-        Some(steps) if steps.is_empty() => return Ok(ReportOutcome::Unchanged),
-        Some(steps) => steps,
-    };
     let error = (target == JobState::Failed)
         .then(|| report.detail.unwrap_or("the printer reported a failure"));
-    tx.execute(
-        "UPDATE print_jobs
-         SET state = $2, error = COALESCE($3, error), updated_at = now(),
-             attempts = CASE WHEN state = 'queued' THEN attempts + 1 ELSE attempts END,
-             next_attempt_at = now() + make_interval(secs => $4::float8 * copies), check_failures = 0,
-             lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1",
-        &[&id, &target.as_str(), &error, &deadline.as_secs_f64()],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ReportOutcome::Applied(steps))
+    loop {
+        let Some(row) = db
+            .query_opt(
+                "SELECT id, state FROM print_jobs WHERE correlation_id = $1",
+                &[&correlation_id],
+            )
+            .await?
+        else {
+            return Ok(ReportOutcome::NotFound);
+        };
+        let id: Uuid = row.try_get("id")?;
+        let current = state_from_row(&row)?;
+        let steps = match current.moves_on_report(target, report.evidence) {
+            None => return Ok(ReportOutcome::Illegal(current)),
+            Some(steps) if steps.is_empty() => return Ok(ReportOutcome::Unchanged),
+            Some(steps) => steps,
+        };
+        let applied = db
+            .execute(
+                "UPDATE print_jobs
+                 SET state = $2, error = COALESCE($3, error), updated_at = now(),
+                     attempts = CASE WHEN state = 'queued' THEN attempts + 1 ELSE attempts END,
+                     next_attempt_at = now() + make_interval(secs => $4::float8 * copies),
+                     check_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1 AND state = $5",
+                &[
+                    &id,
+                    &target.as_str(),
+                    &error,
+                    &deadline.as_secs_f64(),
+                    &current.as_str(),
+                ],
+            )
+            .await?;
+        if applied == 1 {
+            return Ok(ReportOutcome::Applied(steps));
+        }
+        // The job moved on meanwhile (the other callback, a cancel, reconciliation).
+    }
 }

@@ -17,7 +17,6 @@
 //! Workers in every replica (with `DISPATCH_ENABLED`) claim due jobs with a lease
 //! and `SKIP LOCKED`, like the dispatcher. Deadlines come from the clock, not from
 //! commits, so nothing announces them: the queue's poll finds them.
-//! [`watch_job_ages`] keeps `pixpress_print_oldest_job_age_seconds` current.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +28,7 @@ use pixpress_kit::queue::{self, QueueWorker};
 use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::{jitter, Backoff};
 use pixpress_kit::server::Background;
-use prometheus::IntGaugeVec;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::leases::JobLeases;
 use crate::metrics::PrintMetrics;
@@ -43,8 +40,6 @@ use crate::printer::{PrinterClient, SendOutcome, StatusAnswer};
 pub const PRINTER_LOST_JOB: &str = "printer_lost_job";
 /// Between checks that could not reach the printer.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
-/// How often the oldest-job gauge is refreshed.
-const AGE_REFRESH: Duration = Duration::from_secs(5);
 
 pub struct ReconcilerSettings {
     pub owner: String,
@@ -133,7 +128,7 @@ impl Reconciler {
         };
         let (db, deadline) = (&self.jobs.db, self.job_deadline);
         let outcome = db
-            .with_connection_mut(async |conn| {
+            .with_connection(async |conn| {
                 print_jobs::apply_report(conn, job.correlation_id, report, deadline).await
             })
             .await?;
@@ -248,31 +243,5 @@ impl QueueWorker for Reconciler {
             Ok(())
         })
         .await
-    }
-}
-
-/// Keeps `gauge` (`pixpress_print_oldest_job_age_seconds{state}`) at the age of the
-/// oldest job in each state still on its way, refreshed every few seconds off the
-/// scrape path. While the database cannot answer, the last values stay.
-pub async fn watch_job_ages(db: Database, gauge: IntGaugeVec, stop: CancellationToken) {
-    if !db.wait_until_migrated(&stop).await {
-        return;
-    }
-    loop {
-        let ages = db
-            .with_connection(async |conn| checks::oldest_ages(conn).await)
-            .await;
-        match ages {
-            Ok(ages) => {
-                for (state, age) in ages {
-                    gauge.with_label_values(&[state.as_str()]).set(age as i64);
-                }
-            }
-            Err(e) => log::debug!("cannot read the oldest jobs' ages: {e}"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(AGE_REFRESH) => {}
-        }
     }
 }

@@ -264,7 +264,7 @@ async fn two_replicas_never_check_the_same_job_at_once() {
 }
 
 #[tokio::test]
-async fn the_oldest_waiting_job_age_is_a_gauge_per_state() {
+async fn the_depth_and_oldest_job_age_are_gauges_per_state() {
     let app = TestApp::spawn().await;
     let file_id = app.ready_image(1).await;
     let id = app.create_job(1, file_id).await;
@@ -298,5 +298,15 @@ async fn the_oldest_waiting_job_age_is_a_gauge_per_state() {
             Some(0.0),
             "{text}"
         );
+        assert_eq!(
+            metrics::value(&text, "pixpress_print_queue_depth", &[("state", state)]),
+            Some(0.0),
+            "{text}"
+        );
     }
+    assert_eq!(
+        metrics::value(&text, "pixpress_print_queue_depth", &[("state", "queued")]),
+        Some(1.0),
+        "{text}"
+    );
 }

@@ -133,7 +133,7 @@ async fn floor(
                     let sent = Instant::now();
                     let _turn = turns.acquire().await?;
                     let conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                    insert_with(&*conn, &sql, &job).await?;
+                    insert_with(&**conn, &sql, &job).await?;
                     drop(conn);
                     latencies.push(sent.elapsed());
                 }

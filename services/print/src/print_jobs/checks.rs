@@ -7,15 +7,13 @@
 
 use std::time::Duration;
 
-use pixpress_domain::JobState;
-use pixpress_kit::db::DbError;
-use tokio_postgres::GenericClient;
+use pixpress_kit::db::{DbError, Sql};
 use uuid::Uuid;
 
 /// Releases the job until its next check, `delay` from now, with `check_failures`
 /// checks in a row that could not reach its printer. False if it was no longer ours.
 pub async fn check_later(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     owner: &str,
     delay: Duration,
@@ -36,7 +34,7 @@ pub async fn check_later(
 /// The job was sent again to a printer that had lost it: one more resend (and
 /// attempt), its deadline restarts. False if it was no longer ours.
 pub async fn record_resend(
-    db: &impl GenericClient,
+    db: &impl Sql,
     id: Uuid,
     owner: &str,
     deadline: Duration,
@@ -54,24 +52,14 @@ pub async fn record_resend(
     Ok(n == 1)
 }
 
-/// The states whose oldest job's age is watched.
-pub const WATCHED: [JobState; 3] = [JobState::Queued, JobState::Dispatched, JobState::Printing];
-
-/// For each watched state, the age in seconds of its oldest job (0 when it has
-/// none). Three index lookups: ids are UUIDv7, so the lowest id is the oldest job.
-pub async fn oldest_ages(db: &impl GenericClient) -> Result<Vec<(JobState, f64)>, DbError> {
-    let states: Vec<&str> = WATCHED.iter().map(|s| s.as_str()).collect();
-    let rows = db
-        .query(
-            "SELECT s.state,
-                    COALESCE((SELECT extract(epoch FROM now() - created_at)::float8
-                              FROM print_jobs WHERE state = s.state
-                              ORDER BY id LIMIT 1), 0) AS age
-             FROM unnest($1::text[]) AS s(state)",
-            &[&states],
-        )
-        .await?;
-    rows.iter()
-        .map(|row| Ok((super::state_from_row(row)?, row.try_get("age")?)))
-        .collect()
-}
+/// For each state a job passes on its way (queued, dispatched, printing): how many
+/// jobs are in it, and the age in seconds of the oldest (0 when it has none), for
+/// `kit::queue::watch_depths`. Index lookups (`print_jobs_state_idx`): ids are
+/// UUIDv7, so the lowest id is the oldest job.
+pub const QUEUE_DEPTHS: &str = "
+    SELECT s.state,
+           (SELECT count(*) FROM print_jobs WHERE state = s.state) AS depth,
+           COALESCE((SELECT extract(epoch FROM now() - created_at)::float8
+                     FROM print_jobs WHERE state = s.state
+                     ORDER BY id LIMIT 1), 0) AS oldest_age
+    FROM (VALUES ('queued'), ('dispatched'), ('printing')) AS s(state)";

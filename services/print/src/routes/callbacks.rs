@@ -63,7 +63,7 @@ pub async fn printer_callback(
     let correlation_id = correlation_id.into_inner();
     let outcome = state
         .db
-        .with_connection_mut(async |conn| {
+        .with_connection(async |conn| {
             print_jobs::apply_report(conn, correlation_id, report, state.job_deadline).await
         })
         .await?;
