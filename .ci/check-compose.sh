@@ -367,7 +367,8 @@ def panels(ps):
 # "<name>" by the service's registrar (pixpress_<service>_<name>).
 readme = open("README.md").read()
 src_dirs = {"print": "services/print", "download": "services/download",
-            "management": "services/management", "printer": "services/printer-sim"}
+            "management": "services/management", "printer": "services/printer-sim",
+            "ipp_gateway": "services/ipp-gateway"}
 def source_text(service):
     files = glob.glob("crates/kit/src/**/*.rs", recursive=True)
     if service in src_dirs:
@@ -377,7 +378,7 @@ def metric_exists(name):
     base = re.sub(r"_(bucket|sum|count)$", "", name)
     if re.search(rf"\b{re.escape(base)}\b", readme) or re.search(rf"\b{re.escape(name)}\b", readme):
         return True
-    m = re.match(r"pixpress_([a-z]+)_(.+)$", base)
+    m = re.match(r"pixpress_(ipp_gateway|[a-z]+)_(.+)$", base)
     return bool(m) and f'"{m.group(2)}"' in source_text(m.group(1))
 
 ids, exprs = set(), 0
