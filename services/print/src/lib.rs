@@ -12,7 +12,7 @@ mod error;
 mod leases;
 mod management;
 pub mod metrics;
-mod print_jobs;
+pub mod print_jobs;
 pub mod printer;
 mod printer_registry;
 pub mod reconciler;
@@ -20,7 +20,6 @@ mod routes;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::web;
 use pixpress_kit::auth::Authenticator;
@@ -38,6 +37,7 @@ pub use config::Config;
 use dispatcher::{Dispatcher, DispatcherSettings};
 use management::ManagementClient;
 use metrics::PrintMetrics;
+use print_jobs::ReportWriter;
 use printer::{PrinterClient, PrinterSettings};
 use reconciler::{Reconciler, ReconcilerSettings};
 
@@ -54,8 +54,8 @@ pub struct State {
     insert_line: CheckoutLine,
     management: ManagementClient,
     metrics: PrintMetrics,
-    /// A job's deadline at its printer, per copy (`PRINT_JOB_DEADLINE_MS`).
-    job_deadline: Duration,
+    /// Applies printers' callbacks, those that arrive together in one commit.
+    reports: ReportWriter,
 }
 
 #[derive(OpenApi)]
@@ -167,7 +167,7 @@ pub fn build(config: Config, listener: TcpListener) -> anyhow::Result<Service> {
         insert_line: CheckoutLine::new(config.database.db_pool_size as usize, database.deadline()),
         management,
         metrics,
-        job_deadline: config.job_deadline(),
+        reports: ReportWriter::spawn(database.clone(), config.job_deadline()),
     });
     let settings = HttpSettings {
         metrics: http_metrics,

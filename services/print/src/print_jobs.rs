@@ -1,12 +1,16 @@
 //! The `print_jobs` table: every statement print-service runs against it
-//! (those only reconciliation runs are in [`checks`]).
+//! (those only reconciliation runs are in [`checks`], printers' reports in
+//! `reports.rs`).
 
 pub mod checks;
+mod reports;
+
+pub use reports::{apply_report, apply_reports, PrinterReport, ReportOutcome, ReportWriter};
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pixpress_domain::job::{CreatePrintJob, Evidence};
+use pixpress_domain::job::CreatePrintJob;
 use pixpress_domain::{JobState, PrintJob};
 use pixpress_kit::db::{DbError, Sql};
 use tokio_postgres::Row;
@@ -373,7 +377,7 @@ pub async fn mark_dispatched(
              FROM unnest($1::uuid[]) AS taken(id)
              WHERE j.id = taken.id AND j.lease_owner = $2
              RETURNING j.id",
-            &[&ids, &owner, &deadline.as_secs_f64()],
+            &[&in_lock_order(ids), &owner, &deadline.as_secs_f64()],
         )
         .await?;
     let marked = rows
@@ -381,6 +385,15 @@ pub async fn mark_dispatched(
         .map(|row| row.try_get::<_, Uuid>("id"))
         .collect::<Result<std::collections::HashSet<_>, _>>()?;
     Ok(ids.iter().map(|id| marked.contains(id)).collect())
+}
+
+/// `ids` sorted: statements that update many jobs lock them in one order, so two of
+/// them on the same jobs (the dispatcher's marks, a batch of printer reports)
+/// cannot deadlock.
+pub(crate) fn in_lock_order(ids: &[Uuid]) -> Vec<Uuid> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids
 }
 
 /// Gives the job back to the queue, due again after `delay`. `counts` says whether
@@ -425,82 +438,4 @@ pub async fn mark_failed(
     );
     let n = db.execute(&sql, &[&id, &owner, &reason]).await?;
     Ok(n == 1)
-}
-
-/// A printer's word on a job: a callback, or its record read by reconciliation.
-#[derive(Debug, Clone, Copy)]
-pub struct PrinterReport<'a> {
-    pub state: JobState,
-    /// Why the job failed, when it did.
-    pub detail: Option<&'a str>,
-    pub evidence: Evidence,
-}
-
-/// What a printer's report did to its job.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReportOutcome {
-    /// The job moved through these states (see [`JobState::moves_on_report`]).
-    Applied(Vec<(JobState, JobState)>),
-    /// The job is already in that state: nothing changes.
-    Unchanged,
-    NotFound,
-    /// The state machine forbids it (or the printer is behind the job); the job's
-    /// current state.
-    Illegal(JobState),
-}
-
-/// Applies a printer's report to the job with `correlation_id`, atomically: the
-/// update takes effect only if the job is still in the state the report was judged
-/// against, and is judged again against the new state if not (a compare-and-set, no
-/// transaction: two round trips and one commit). Callers bound the whole by the
-/// database deadline ([`pixpress_kit::db::Database::within`]). A job still at its
-/// printer afterwards is checked there after `deadline` per copy.
-pub async fn apply_report(
-    db: &impl Sql,
-    correlation_id: Uuid,
-    report: PrinterReport<'_>,
-    deadline: Duration,
-) -> Result<ReportOutcome, DbError> {
-    let target = report.state;
-    let error = (target == JobState::Failed)
-        .then(|| report.detail.unwrap_or("the printer reported a failure"));
-    loop {
-        let Some(row) = db
-            .query_opt(
-                "SELECT id, state FROM print_jobs WHERE correlation_id = $1",
-                &[&correlation_id],
-            )
-            .await?
-        else {
-            return Ok(ReportOutcome::NotFound);
-        };
-        let id: Uuid = row.try_get("id")?;
-        let current = state_from_row(&row)?;
-        let steps = match current.moves_on_report(target, report.evidence) {
-            None => return Ok(ReportOutcome::Illegal(current)),
-            Some(steps) if steps.is_empty() => return Ok(ReportOutcome::Unchanged),
-            Some(steps) => steps,
-        };
-        let applied = db
-            .execute(
-                "UPDATE print_jobs
-                 SET state = $2, error = COALESCE($3, error), updated_at = now(),
-                     attempts = CASE WHEN state = 'queued' THEN attempts + 1 ELSE attempts END,
-                     next_attempt_at = now() + make_interval(secs => $4::float8 * copies),
-                     check_failures = 0, lease_owner = NULL, lease_expires_at = NULL
-                 WHERE id = $1 AND state = $5",
-                &[
-                    &id,
-                    &target.as_str(),
-                    &error,
-                    &deadline.as_secs_f64(),
-                    &current.as_str(),
-                ],
-            )
-            .await?;
-        if applied == 1 {
-            return Ok(ReportOutcome::Applied(steps));
-        }
-        // The job moved on meanwhile (the other callback, a cancel, reconciliation).
-    }
 }

@@ -122,15 +122,14 @@ impl Reconciler {
         status: &PrinterJobStatus,
     ) -> Result<&'static str, DbError> {
         let report = PrinterReport {
+            correlation_id: job.correlation_id,
             state: status.status.job_state(),
-            detail: status.error.as_deref(),
+            detail: status.error.clone(),
             evidence: Evidence::PrinterRecord,
         };
         let (db, deadline) = (&self.jobs.db, self.job_deadline);
         let outcome = db
-            .with_connection(async |conn| {
-                print_jobs::apply_report(conn, job.correlation_id, report, deadline).await
-            })
+            .with_connection(async |conn| print_jobs::apply_report(conn, report, deadline).await)
             .await?;
         match outcome {
             ReportOutcome::Applied(moves) => {

@@ -197,3 +197,90 @@ async fn unknown_ids_are_404_and_bad_bodies_400() {
     .await;
     assert_problem(signed(&app, correlation, json!({})).await, 400).await;
 }
+
+/// Reports that arrive together are applied as one batch; each is judged in its
+/// order, as if it had come alone.
+#[tokio::test]
+async fn reports_in_one_batch_are_judged_in_their_order() {
+    use pixpress_domain::job::Evidence;
+    use pixpress_domain::JobState::{self, *};
+    use pixpress_kit::db::PgClient;
+    use pixpress_print::print_jobs::{apply_reports, PrinterReport, ReportOutcome};
+
+    let (app, first, first_correlation) = app_with_a_job().await;
+    let second = app.create_job(1, app.ready_image(1).await).await;
+    let second_correlation: Uuid = app.job_column(&second, "correlation_id").await;
+    let report = |correlation_id, state: JobState| PrinterReport {
+        correlation_id,
+        state,
+        detail: None,
+        evidence: Evidence::Callback,
+    };
+    let conn = PgClient::new(app.db.client().await);
+    let outcomes = apply_reports(
+        &conn,
+        &[
+            report(first_correlation, Printing),
+            report(first_correlation, Completed),
+            report(second_correlation, Completed),
+            report(Uuid::now_v7(), Printing),
+            report(first_correlation, Completed),
+        ],
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            ReportOutcome::Applied(vec![(Queued, Dispatched), (Dispatched, Printing)]),
+            ReportOutcome::Applied(vec![(Printing, Completed)]),
+            // A callback cannot skip printing, whatever else the batch holds.
+            ReportOutcome::Illegal(Queued),
+            ReportOutcome::NotFound,
+            ReportOutcome::Unchanged,
+        ]
+    );
+    let first = job(&app, &first).await;
+    assert_eq!(first["state"], "completed");
+    assert_eq!(first["attempts"], 1, "{first}");
+    assert_eq!(job(&app, &second).await["state"], "queued");
+}
+
+/// Many printers reporting at once: every report lands, whatever batches they
+/// shared.
+#[tokio::test]
+async fn reports_on_many_jobs_at_once_all_land() {
+    let (app, _, _) = app_with_a_job().await;
+    let file_id = app.ready_image(1).await;
+    let mut jobs = Vec::new();
+    for _ in 0..40 {
+        let id = app.create_job(1, file_id).await;
+        let correlation: Uuid = app.job_column(&id, "correlation_id").await;
+        jobs.push((id, correlation));
+    }
+    let reports = jobs.iter().map(|(_, correlation)| {
+        let app = &app;
+        async move {
+            let printing = signed(app, *correlation, json!({"status": "printing"})).await;
+            let completed = signed(app, *correlation, json!({"status": "completed"})).await;
+            (printing.status().as_u16(), completed.status().as_u16())
+        }
+    });
+    for statuses in futures_util::future::join_all(reports).await {
+        assert_eq!(statuses, (204, 204));
+    }
+    for (id, _) in &jobs {
+        assert_eq!(job(&app, id).await["state"], "completed");
+    }
+    let text = app.metrics().await;
+    assert_eq!(
+        metrics::value(
+            &text,
+            "pixpress_print_job_transitions_total",
+            &[("from", "printing"), ("to", "completed")]
+        ),
+        Some(40.0),
+        "{text}"
+    );
+}

@@ -13,7 +13,7 @@ use pixpress_kit::webhook::{CallbackRefused, SignedJson};
 use uuid::Uuid;
 
 use crate::error::PrintError;
-use crate::print_jobs::{self, PrinterReport, ReportOutcome};
+use crate::print_jobs::{PrinterReport, ReportOutcome};
 use crate::State;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -55,18 +55,14 @@ pub async fn printer_callback(
         .into_inner();
 
     let target = callback.status.job_state();
+    let correlation_id = correlation_id.into_inner();
     let report = PrinterReport {
+        correlation_id,
         state: target,
-        detail: callback.detail.as_deref(),
+        detail: callback.detail,
         evidence: Evidence::Callback,
     };
-    let correlation_id = correlation_id.into_inner();
-    let outcome = state
-        .db
-        .with_connection(async |conn| {
-            print_jobs::apply_report(conn, correlation_id, report, state.job_deadline).await
-        })
-        .await?;
+    let outcome = state.db.within(state.reports.apply(report)).await?;
     match outcome {
         ReportOutcome::Applied(steps) => {
             count("applied");
