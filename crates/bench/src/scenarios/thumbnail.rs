@@ -3,7 +3,10 @@
 //! a 12 MP and a 24 MP photo-like JPEG and a 2000×2000 PNG. Per input: milliseconds
 //! per image (median of 9 runs on one thread), images per second with two threads
 //! working at once (both cores: the decoder's own helper threads then compete), and
-//! peak heap during one image (the counting allocator of `alloc`). The full run also
+//! peak heap during one image (the counting allocator of `alloc`). For the JPEGs,
+//! libjpeg-turbo's own scaled decode (`djpeg -scale 1/8`, when installed) on the same
+//! bytes is a second reference: `make_thumbnail` decodes, resizes and encodes, djpeg
+//! only decodes, so the comparison is tilted against pixpress. The full run also
 //! prints where the 12 MP JPEG's time goes (the decoders alone, full and 1/8 scale),
 //! and `pixpress-bench thumbnail --dump DIR` writes the inputs out so other decoders
 //! (`djpeg -scale 1/8`, say) can be timed on exactly the same bytes.
@@ -179,6 +182,42 @@ pub fn dump(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// libjpeg-turbo's scaled decode on the same bytes: the median wall time of `djpeg
+/// -scale 1/8` (Debian's `libjpeg-turbo-progs`; its process start included, about a
+/// millisecond), or `None` without djpeg.
+fn djpeg_eighth(jpeg: &[u8], runs: usize) -> anyhow::Result<Option<Duration>> {
+    let file = std::env::temp_dir().join(format!("pixpress-bench-{}.jpg", std::process::id()));
+    std::fs::write(&file, jpeg)?;
+    let decode = || -> anyhow::Result<Option<Duration>> {
+        let started = Instant::now();
+        let status = match std::process::Command::new("djpeg")
+            .args(["-scale", "1/8", "-outfile", "/dev/null"])
+            .arg(&file)
+            .status()
+        {
+            Ok(status) => status,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        anyhow::ensure!(status.success(), "djpeg failed: {status}");
+        Ok(Some(started.elapsed()))
+    };
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..=runs {
+        match decode() {
+            Ok(Some(time)) => times.push(time),
+            other => {
+                let _ = std::fs::remove_file(&file);
+                return other;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+    times.remove(0); // warm-up: the file and the library into the page cache
+    times.sort();
+    Ok(Some(times[times.len() / 2]))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -232,6 +271,17 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                     throughput,
                     2.5,
                 ));
+                match djpeg_eighth(&bytes, runs)? {
+                    Some(djpeg) => rows.push(Row::ratio_at_most(
+                        "thumbnail",
+                        figure("new ÷ libjpeg-turbo 1/8 decode alone"),
+                        ms(new.median),
+                        format!("{} djpeg -scale 1/8", ms(djpeg)),
+                        new.median.as_secs_f64() / djpeg.as_secs_f64(),
+                        1.0,
+                    )),
+                    None => note("djpeg not installed (apt-get install libjpeg-turbo-progs): no libjpeg-turbo reference"),
+                }
                 rows.push(Row::ratio_at_most(
                     "thumbnail",
                     figure("peak heap (new ÷ seed)"),
