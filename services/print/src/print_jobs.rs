@@ -357,6 +357,15 @@ pub async fn claim(
     rows.iter().map(claimed_from_row).collect()
 }
 
+/// The start of a statement that updates many jobs at once (the dispatcher's marks,
+/// a batch of printer reports): `locked` holds the jobs whose ids are in `$1`, their
+/// row locks taken in id order (a sort under `FOR UPDATE` locks in the sorted order),
+/// and the update joins it, so it touches no job before it is locked. Two such
+/// statements on the same jobs then wait on each other in one order and cannot
+/// deadlock, as they did (40P01) when each locked in the order of its join.
+pub(crate) const LOCKED_IN_ORDER: &str = "WITH locked AS MATERIALIZED (
+    SELECT id FROM print_jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)";
+
 /// Their printers took these jobs: each `queued` → `dispatched` (unless its
 /// callback already moved it further), lease released, checked at its printer after
 /// `deadline` per copy; one statement for them all (the dispatcher's group write,
@@ -367,33 +376,25 @@ pub async fn mark_dispatched(
     owner: &str,
     deadline: Duration,
 ) -> Result<Vec<bool>, DbError> {
+    let sql = format!(
+        "{LOCKED_IN_ORDER}
+         UPDATE print_jobs AS j
+         SET state = CASE WHEN j.state = 'queued' THEN 'dispatched' ELSE j.state END,
+             attempts = j.attempts + 1, error = NULL, updated_at = now(),
+             next_attempt_at = now() + make_interval(secs => $3::float8 * j.copies),
+             lease_owner = NULL, lease_expires_at = NULL
+         FROM locked
+         WHERE j.id = locked.id AND j.lease_owner = $2
+         RETURNING j.id"
+    );
     let rows = db
-        .query(
-            "UPDATE print_jobs AS j
-             SET state = CASE WHEN j.state = 'queued' THEN 'dispatched' ELSE j.state END,
-                 attempts = j.attempts + 1, error = NULL, updated_at = now(),
-                 next_attempt_at = now() + make_interval(secs => $3::float8 * j.copies),
-                 lease_owner = NULL, lease_expires_at = NULL
-             FROM unnest($1::uuid[]) AS taken(id)
-             WHERE j.id = taken.id AND j.lease_owner = $2
-             RETURNING j.id",
-            &[&in_lock_order(ids), &owner, &deadline.as_secs_f64()],
-        )
+        .query(&sql, &[&ids, &owner, &deadline.as_secs_f64()])
         .await?;
     let marked = rows
         .iter()
         .map(|row| row.try_get::<_, Uuid>("id"))
         .collect::<Result<std::collections::HashSet<_>, _>>()?;
     Ok(ids.iter().map(|id| marked.contains(id)).collect())
-}
-
-/// `ids` sorted: statements that update many jobs lock them in one order, so two of
-/// them on the same jobs (the dispatcher's marks, a batch of printer reports)
-/// cannot deadlock.
-pub(crate) fn in_lock_order(ids: &[Uuid]) -> Vec<Uuid> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids
 }
 
 /// Gives the job back to the queue, due again after `delay`. `counts` says whether

@@ -21,7 +21,7 @@ use pixpress_kit::batch::Batcher;
 use pixpress_kit::db::{Database, DbError, Sql};
 use uuid::Uuid;
 
-use super::state_from_row;
+use super::{state_from_row, LOCKED_IN_ORDER};
 
 /// A printer's word on a job: a callback, or its record read by reconciliation.
 #[derive(Debug, Clone)]
@@ -142,9 +142,7 @@ pub async fn apply_reports(
                 }
             };
         }
-        let mut moved: Vec<&Judged> = jobs.values().filter(|job| job.at != job.read).collect();
-        // One order for every writer, so two batches on the same jobs cannot deadlock.
-        moved.sort_unstable_by_key(|job| job.id);
+        let moved: Vec<&Judged> = jobs.values().filter(|job| job.at != job.read).collect();
         pending = write(db, &moved, deadline)
             .await?
             .into_iter()
@@ -169,16 +167,20 @@ async fn write<'a>(
     let states: Vec<&str> = moved.iter().map(|job| job.at.as_str()).collect();
     let errors: Vec<Option<&str>> = moved.iter().map(|job| job.error.as_deref()).collect();
     let read: Vec<&str> = moved.iter().map(|job| job.read.as_str()).collect();
+    let sql = format!(
+        "{LOCKED_IN_ORDER}
+         UPDATE print_jobs AS j
+         SET state = u.state, error = COALESCE(u.error, j.error), updated_at = now(),
+             attempts = CASE WHEN j.state = 'queued' THEN j.attempts + 1 ELSE j.attempts END,
+             next_attempt_at = now() + make_interval(secs => $5::float8 * j.copies),
+             check_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+         FROM locked, unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, state, error, read)
+         WHERE j.id = locked.id AND u.id = locked.id AND j.state = u.read
+         RETURNING j.id"
+    );
     let rows = db
         .query(
-            "UPDATE print_jobs AS j
-             SET state = u.state, error = COALESCE(u.error, j.error), updated_at = now(),
-                 attempts = CASE WHEN j.state = 'queued' THEN j.attempts + 1 ELSE j.attempts END,
-                 next_attempt_at = now() + make_interval(secs => $5::float8 * j.copies),
-                 check_failures = 0, lease_owner = NULL, lease_expires_at = NULL
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, state, error, read)
-             WHERE j.id = u.id AND j.state = u.read
-             RETURNING j.id",
+            &sql,
             &[&ids, &states, &errors, &read, &deadline.as_secs_f64()],
         )
         .await?;
