@@ -28,6 +28,9 @@ pub struct PrinterClient {
     breakers: Breakers<i64>,
 }
 
+/// What a printer at capacity answers (408, 429, 503): `SendOutcome::Transient(BUSY)`.
+pub const BUSY: &str = "busy";
+
 /// What one `POST /jobs` came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -94,7 +97,7 @@ impl PrinterClient {
                 }
                 StatusCode::REQUEST_TIMEOUT
                 | StatusCode::TOO_MANY_REQUESTS
-                | StatusCode::SERVICE_UNAVAILABLE => SendOutcome::Transient("busy"),
+                | StatusCode::SERVICE_UNAVAILABLE => SendOutcome::Transient(BUSY),
                 _ => SendOutcome::Transient("error"),
             },
             Err(e) if e.is_timeout() => SendOutcome::Transient("timeout"),
@@ -102,6 +105,10 @@ impl PrinterClient {
         };
         match outcome {
             SendOutcome::Accepted => self.breakers.record_success(&job.printer_id),
+            // A busy printer answered: it is up, only full. Its breaker stays closed
+            // (an open one would hold back every job of the printer for a cool-down
+            // after a moment of saturation); the job waits its backoff.
+            SendOutcome::Transient(BUSY) => {}
             SendOutcome::Transient(_) => self.breakers.record_failure(&job.printer_id),
             // The printer answered, about this job only.
             SendOutcome::Rejected(_) => {}

@@ -315,3 +315,42 @@ async fn shutting_down_mid_dispatch_finishes_the_sends_and_loses_nothing() {
     assert_eq!(jobs.len(), 4);
     assert!(jobs.iter().all(|j| j.printed == 1), "{jobs:?}");
 }
+
+/// A printer at capacity answers 503 "busy": it is up, so its breaker stays closed
+/// and every job gets through as slots free up.
+#[tokio::test]
+async fn a_busy_printer_does_not_open_its_breaker() {
+    let (app, printer) = TestApp::spawn_with_printer(
+        |p| {
+            p.printer_capacity = 1;
+            p.printer_delay_ms = 200;
+        },
+        |_| {},
+    )
+    .await;
+    let file_id = app.ready_image(1).await;
+    for _ in 0..8 {
+        app.create_job(1, file_id).await;
+    }
+    app.all_jobs_reach("completed", 8, PATIENCE).await;
+    let text = app.metrics().await;
+    let busy = metrics::value(
+        &text,
+        "pixpress_print_dispatch_attempts_total",
+        &[("outcome", "busy")],
+    );
+    assert!(
+        busy.unwrap_or(0.0) >= 5.0,
+        "the printer was never full: {text}"
+    );
+    assert_eq!(
+        metrics::value(
+            &text,
+            "pixpress_print_dispatch_attempts_total",
+            &[("outcome", "breaker_open")]
+        ),
+        None,
+        "{text}"
+    );
+    assert!(printed(&printer).await.iter().all(|j| j.printed == 1));
+}
