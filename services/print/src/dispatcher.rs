@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::leases::JobLeases;
 use crate::metrics::PrintMetrics;
 use crate::print_jobs::{self, ClaimedJob, Stage};
-use crate::printer::{PrinterClient, SendOutcome};
+use crate::printer::{PrinterClient, SendOutcome, BUSY};
 
 /// Between attempts to hand a job to its printer.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
@@ -118,6 +118,16 @@ impl Dispatcher {
                         .transition(Some(JobState::Queued), JobState::Dispatched);
                 }
                 Ok(())
+            }
+            // Not a failed attempt: the printer is up and will take the job once a
+            // slot is free; it waits as long as the printer stays full.
+            SendOutcome::Transient(BUSY) => {
+                self.attempts.with_label_values(&[BUSY]).inc();
+                let delay = self.printers.busy_delay(job.printer_id);
+                db.with_connection(async |conn| {
+                    print_jobs::retry_later(conn, job.id, owner, delay, "printer busy", false).await
+                })
+                .await
             }
             SendOutcome::Transient(why) => {
                 self.attempts.with_label_values(&[why]).inc();

@@ -4,11 +4,14 @@
 //! back off from a failing printer together. What to do with an answer is the
 //! caller's business; this module only says what the printer answered.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use pixpress_domain::printer::{PrinterJob, PrinterJobStatus};
 use pixpress_kit::breaker::Breakers;
 use pixpress_kit::client::{is_transient, ForwardRequestId};
+use pixpress_kit::retry::Backoff;
 use reqwest::StatusCode;
 
 use crate::metrics::PrintMetrics;
@@ -26,10 +29,20 @@ pub struct PrinterClient {
     http: reqwest::Client,
     settings: PrinterSettings,
     breakers: Breakers<i64>,
+    /// Per printer, the busy answers since it last took a job.
+    busy_streaks: Mutex<HashMap<i64, u32>>,
 }
 
 /// What a printer at capacity answers (408, 429, 503): `SendOutcome::Transient(BUSY)`.
+/// It is up, only full: its slots free up as it prints.
 pub const BUSY: &str = "busy";
+/// Retries to a busy printer: soon after one busy answer, backing off while it stays
+/// full ([`PrinterClient::busy_delay`]).
+const BUSY_PACING: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
+/// A printer that has answered busy this often in a row, taking nothing, is failing
+/// (a printer whose spool is broken answers 503 for ever): from then on each busy
+/// answer counts against its breaker.
+const BUSY_STREAK_FAILING: u32 = 32;
 
 /// What one `POST /jobs` came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +71,7 @@ impl PrinterClient {
             http,
             settings,
             breakers: Breakers::new(metrics.breaker_state.clone()),
+            busy_streaks: Mutex::default(),
         }
     }
 
@@ -104,16 +118,39 @@ impl PrinterClient {
             Err(_) => SendOutcome::Transient("unreachable"),
         };
         match outcome {
-            SendOutcome::Accepted => self.breakers.record_success(&job.printer_id),
+            SendOutcome::Accepted => {
+                self.breakers.record_success(&job.printer_id);
+                self.busy_streak(job.printer_id, |streak| *streak = 0);
+            }
             // A busy printer answered: it is up, only full. Its breaker stays closed
-            // (an open one would hold back every job of the printer for a cool-down
-            // after a moment of saturation); the job waits its backoff.
-            SendOutcome::Transient(BUSY) => {}
+            // (an open one held every job of the printer back for a cool-down after a
+            // moment of saturation) unless it stays full, taking nothing.
+            SendOutcome::Transient(BUSY) => {
+                let streak = self.busy_streak(job.printer_id, |streak| *streak += 1);
+                if streak > BUSY_STREAK_FAILING {
+                    self.breakers.record_failure(&job.printer_id);
+                }
+            }
             SendOutcome::Transient(_) => self.breakers.record_failure(&job.printer_id),
             // The printer answered, about this job only.
             SendOutcome::Rejected(_) => {}
         }
         outcome
+    }
+
+    /// How long a job its printer answered busy waits before it is sent again: a
+    /// few milliseconds after the first busy answer, doubling with each busy answer in
+    /// a row from that printer (up to 5 s), jittered.
+    pub fn busy_delay(&self, printer: i64) -> Duration {
+        BUSY_PACING.jittered(self.busy_streak(printer, |_| {}))
+    }
+
+    /// `printer`'s busy streak after `change`.
+    fn busy_streak(&self, printer: i64, change: impl FnOnce(&mut u32)) -> u32 {
+        let mut streaks = self.busy_streaks.lock().unwrap_or_else(|e| e.into_inner());
+        let streak = streaks.entry(printer).or_default();
+        change(streak);
+        *streak
     }
 
     /// Asks `job`'s printer what became of it (`GET {printer_url}/jobs/{correlation_id}`).

@@ -354,3 +354,35 @@ async fn a_busy_printer_does_not_open_its_breaker() {
     );
     assert!(printed(&printer).await.iter().all(|j| j.printed == 1));
 }
+
+/// A printer that answers busy for ever, taking nothing (its spool is broken, say),
+/// is failing after all: its breaker opens, and its jobs wait without using up
+/// their attempts.
+#[tokio::test]
+async fn a_printer_that_only_ever_answers_busy_opens_its_breaker() {
+    let fixture = pixpress_testkit::fixture::Fixture::start(|_| {
+        pixpress_testkit::fixture::Reply::json(503, serde_json::json!({"error": "full"}))
+    });
+    let url = fixture.url.clone();
+    let management = spawn_management(move |c| c.printer_url = url);
+    let app = TestApp::spawn_with(management, |_| {}).await;
+    let file_id = app.ready_image(1).await;
+    let id = app.create_job(1, file_id).await;
+    for _ in 0..40 {
+        app.create_job(1, file_id).await;
+    }
+    eventually("the breaker opens", PATIENCE, || async {
+        let text = app.metrics().await;
+        let state = metrics::value(
+            &text,
+            "pixpress_print_printer_breaker_state",
+            &[("printer_id", "1")],
+        );
+        (state == Some(2.0)).then_some(())
+    })
+    .await;
+    assert!(fixture.requests().len() > 32, "opened before 32 busy answers");
+    let job = app.job(&id).await;
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_eq!(job["attempts"], 0, "busy answers are not attempts: {job}");
+}

@@ -150,12 +150,13 @@ async fn drain(ctx: &Ctx, replica_count: usize) -> anyhow::Result<Drain> {
         printer_url: printer.url.clone(),
         image_url: image_url.clone(),
     };
+    let inserter = pixpress_kit::db::PgClient::new(db.client().await);
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / TRICKLE_RATE));
     for _ in 0..trickle {
         tick.tick().await;
-        intake::insert_job(&client, &job).await?;
+        intake::insert_job(&inserter, &job).await?;
         // As print-service announces a job: NOTIFY after the commit.
-        client
+        inserter
             .execute("SELECT pg_notify('print_jobs_queued', '')", &[])
             .await?;
     }

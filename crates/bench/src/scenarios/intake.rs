@@ -7,7 +7,8 @@
 //! counted).
 //!
 //! Reference, the database floor: the very statement print-service runs to insert a
-//! job (a copy of `print_jobs::insert`, issued the same way) sent straight to
+//! job (a copy of `print_jobs::insert`, issued the same way: prepared once per pooled
+//! connection, `pixpress_kit::db::Sql`) sent straight to
 //! PostgreSQL from 64 tasks through a bb8 pool of print-service's size. It is what
 //! intake would reach if HTTP, JSON, validation and the lookup cost nothing.
 
@@ -16,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use pixpress_kit::config::DatabaseArgs;
-use pixpress_kit::db::PgPool;
-use tokio_postgres::GenericClient;
+use pixpress_kit::db::{PgPool, Sql};
 use uuid::Uuid;
 
 use crate::report::{num, Row};
@@ -53,12 +53,13 @@ fn insert_notifying() -> String {
     )
 }
 
-/// Inserts one queued job exactly as print-service does.
-pub async fn insert_job(db: &impl GenericClient, job: &Lookup) -> anyhow::Result<()> {
+/// Inserts one queued job exactly as print-service does (through the connection's
+/// prepared statements, `pixpress_kit::db::Sql`).
+pub async fn insert_job(db: &impl Sql, job: &Lookup) -> anyhow::Result<()> {
     insert_with(db, INSERT_JOB, job).await
 }
 
-async fn insert_with(db: &impl GenericClient, sql: &str, job: &Lookup) -> anyhow::Result<()> {
+async fn insert_with(db: &impl Sql, sql: &str, job: &Lookup) -> anyhow::Result<()> {
     let copies = 1i32;
     let key: Option<String> = None;
     let fingerprint = format!("{}:{}:{copies}", job.user_id, job.file_id);
@@ -133,7 +134,7 @@ async fn floor(
                     let sent = Instant::now();
                     let _turn = turns.acquire().await?;
                     let conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                    insert_with(&**conn, &sql, &job).await?;
+                    insert_with(&*conn, &sql, &job).await?;
                     drop(conn);
                     latencies.push(sent.elapsed());
                 }
