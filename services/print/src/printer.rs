@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pixpress_domain::printer::{PrinterJob, PrinterJobStatus};
 use pixpress_kit::breaker::Breakers;
@@ -29,8 +29,14 @@ pub struct PrinterClient {
     http: reqwest::Client,
     settings: PrinterSettings,
     breakers: Breakers<i64>,
-    /// Per printer, the busy answers since it last took a job.
-    busy_streaks: Mutex<HashMap<i64, u32>>,
+    /// The printers that answered busy since they last took a job.
+    busy: Mutex<HashMap<i64, BusySince>>,
+}
+
+/// A printer's busy answers since it last took a job.
+struct BusySince {
+    first: Instant,
+    answers: u32,
 }
 
 /// What a printer at capacity answers (408, 429, 503): `SendOutcome::Transient(BUSY)`.
@@ -39,10 +45,10 @@ pub const BUSY: &str = "busy";
 /// Retries to a busy printer: soon after one busy answer, backing off while it stays
 /// full ([`PrinterClient::busy_delay`]).
 const BUSY_PACING: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5));
-/// A printer that has answered busy this often in a row, taking nothing, is failing
-/// (a printer whose spool is broken answers 503 for ever): from then on each busy
-/// answer counts against its breaker.
-const BUSY_STREAK_FAILING: u32 = 32;
+/// A printer that has answered busy this long, taking nothing, is failing (one whose
+/// spool is broken answers 503 for ever; a slow one takes a job whenever a slot
+/// frees): from then on each busy answer counts against its breaker.
+const BUSY_FAILING_AFTER: Duration = Duration::from_secs(10);
 
 /// What one `POST /jobs` came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +77,7 @@ impl PrinterClient {
             http,
             settings,
             breakers: Breakers::new(metrics.breaker_state.clone()),
-            busy_streaks: Mutex::default(),
+            busy: Mutex::default(),
         }
     }
 
@@ -120,14 +126,22 @@ impl PrinterClient {
         match outcome {
             SendOutcome::Accepted => {
                 self.breakers.record_success(&job.printer_id);
-                self.busy_streak(job.printer_id, |streak| *streak = 0);
+                self.busy_printers().remove(&job.printer_id);
             }
             // A busy printer answered: it is up, only full. Its breaker stays closed
             // (an open one held every job of the printer back for a cool-down after a
             // moment of saturation) unless it stays full, taking nothing.
             SendOutcome::Transient(BUSY) => {
-                let streak = self.busy_streak(job.printer_id, |streak| *streak += 1);
-                if streak > BUSY_STREAK_FAILING {
+                let failing = {
+                    let mut busy = self.busy_printers();
+                    let since = busy.entry(job.printer_id).or_insert(BusySince {
+                        first: Instant::now(),
+                        answers: 0,
+                    });
+                    since.answers += 1;
+                    since.first.elapsed() > BUSY_FAILING_AFTER
+                };
+                if failing {
                     self.breakers.record_failure(&job.printer_id);
                 }
             }
@@ -142,15 +156,12 @@ impl PrinterClient {
     /// few milliseconds after the first busy answer, doubling with each busy answer in
     /// a row from that printer (up to 5 s), jittered.
     pub fn busy_delay(&self, printer: i64) -> Duration {
-        BUSY_PACING.jittered(self.busy_streak(printer, |_| {}))
+        let answers = self.busy_printers().get(&printer).map_or(0, |b| b.answers);
+        BUSY_PACING.jittered(answers)
     }
 
-    /// `printer`'s busy streak after `change`.
-    fn busy_streak(&self, printer: i64, change: impl FnOnce(&mut u32)) -> u32 {
-        let mut streaks = self.busy_streaks.lock().unwrap_or_else(|e| e.into_inner());
-        let streak = streaks.entry(printer).or_default();
-        change(streak);
-        *streak
+    fn busy_printers(&self) -> std::sync::MutexGuard<'_, HashMap<i64, BusySince>> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Asks `job`'s printer what became of it (`GET {printer_url}/jobs/{correlation_id}`).
