@@ -5,29 +5,12 @@
 mod support;
 
 use image::ImageFormat;
-use pixpress_stack::{Stack, StackOptions};
 use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::eventually;
 use pixpress_testkit::images::{encode, two_tone};
-use pixpress_testkit::TestDatabase;
 use serde_json::{json, Value};
-use support::{add_image, job_reaches, settled_image, PATIENCE};
-
-/// The stack with its `ipp-sim` printer, which must start.
-async fn stack_with_ipp_sim() -> (Stack, TestDatabase) {
-    pixpress_testkit::ipp::ensure_daemons();
-    let db = TestDatabase::empty().await;
-    let mut options = StackOptions::ephemeral();
-    options.database_url = Some(db.url.clone());
-    options.ipp_sim = true;
-    let stack = Stack::start(options).await.expect("the stack starts");
-    assert!(
-        stack.ipp_sim.is_some(),
-        "ippeveprinter did not start (see the log)"
-    );
-    (stack, db)
-}
+use support::{add_image, job_reaches, settled_image, stack_with_ipp_sim, PATIENCE};
 
 #[tokio::test]
 async fn a_job_for_the_ipp_printer_is_printed_there_byte_for_byte() {

@@ -16,7 +16,7 @@ use pixpress_testkit::http::{eventually, free_port};
 use pixpress_testkit::images::{encode, two_tone};
 use pixpress_testkit::metrics;
 use serde_json::{json, Value};
-use support::{add_image, job_reaches, settled_image, stack, PATIENCE};
+use support::{add_image, job_reaches, settled_image, stack, stack_with_ipp_sim, PATIENCE};
 
 /// The scrape jobs of the shipped Prometheus configuration.
 const SERVICES: [&str; 5] = [
@@ -29,7 +29,8 @@ const SERVICES: [&str; 5] = [
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// Drives one image download and one print job through the system, so every
-/// labelled metric has at least one series.
+/// labelled metric has at least one series; with the `ipp-sim` printer, a second
+/// job through ipp-gateway.
 async fn exercise(stack: &Stack) {
     let http = client_as(&stack.token("0", &["admin"]));
     let png = encode(&two_tone(64, 48).into(), ImageFormat::Png);
@@ -48,6 +49,18 @@ async fn exercise(stack: &Stack) {
         .await
         .unwrap();
     job_reaches(&http, stack, job["id"].as_str().unwrap(), "completed").await;
+    if stack.ipp_sim.is_some() {
+        let job: Value = http
+            .post(format!("{}/print/jobs", stack.print_url))
+            .json(&json!({"user_id": 1, "file_id": image["id"], "printer_id": 2}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        job_reaches(&http, stack, job["id"].as_str().unwrap(), "completed").await;
+    }
 }
 
 /// Every `pixpress_…` metric name in a PromQL expression.
@@ -87,7 +100,7 @@ async fn every_metric_the_dashboard_asks_for_is_exposed() {
         &std::fs::read_to_string(&dashboard_path).expect("the shipped Grafana dashboard"),
     )
     .expect("the dashboard is JSON");
-    let (stack, _db) = stack().await;
+    let (stack, _db) = stack_with_ipp_sim().await;
     exercise(&stack).await;
 
     let http = client_as(&stack.token("0", &["admin"]));
@@ -97,6 +110,7 @@ async fn every_metric_the_dashboard_asks_for_is_exposed() {
         &stack.download_url,
         &stack.management_url,
         &stack.printer_url,
+        &stack.ipp_gateway_url,
     ] {
         let text = metrics::scrape(&http, url).await;
         // Histograms as their `_bucket`/`_sum`/`_count` samples, as PromQL names them.

@@ -30,6 +30,23 @@ pub async fn stack() -> (Stack, TestDatabase) {
     (Stack::start(options).await.expect("the stack starts"), db)
 }
 
+/// The stack with its `ipp-sim` printer (CUPS's ippeveprinter behind ipp-gateway,
+/// management-api's printer 2), which must start.
+#[allow(dead_code)] // not every test binary prints on IPP
+pub async fn stack_with_ipp_sim() -> (Stack, TestDatabase) {
+    pixpress_testkit::ipp::ensure_daemons();
+    let db = TestDatabase::empty().await;
+    let mut options = StackOptions::ephemeral();
+    options.database_url = Some(db.url.clone());
+    options.ipp_sim = true;
+    let stack = Stack::start(options).await.expect("the stack starts");
+    assert!(
+        stack.ipp_sim.is_some(),
+        "ippeveprinter did not start (see the log)"
+    );
+    (stack, db)
+}
+
 /// Adds an image of `user` by its `image_url` at the management-api at
 /// `management_url` (201); the image as created.
 pub async fn add_image(
