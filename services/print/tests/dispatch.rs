@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use helpers::{bind, spawn_management, spawn_printer_on, TestApp, SECRET};
+use pixpress_testkit::fixture::{Fixture, Reply};
 use pixpress_testkit::http::eventually;
 use pixpress_testkit::metrics;
 use pixpress_testkit::printer::printed;
@@ -131,14 +132,18 @@ async fn jobs_wait_for_a_printer_that_is_down_and_each_prints_once_when_it_is_ba
     assert!(jobs.iter().all(|j| j.printed == 1), "{jobs:?}");
 }
 
+/// print-service whose printer answers every job with `status`; the printer, to see
+/// what it was sent.
+async fn app_whose_printer_answers(status: u16) -> (TestApp, Fixture) {
+    let printer = Fixture::start(move |_| Reply::json(status, serde_json::json!({"error": "no"})));
+    let url = printer.url.clone();
+    let management = spawn_management(move |c| c.printer_url = url);
+    (TestApp::spawn_with(management, |_| {}).await, printer)
+}
+
 #[tokio::test]
 async fn a_printer_that_rejects_a_job_fails_it_with_the_reason() {
-    let fixture = pixpress_testkit::fixture::Fixture::start(|_| {
-        pixpress_testkit::fixture::Reply::json(400, serde_json::json!({"error": "bad"}))
-    });
-    let url = fixture.url.clone();
-    let management = spawn_management(move |c| c.printer_url = url);
-    let app = TestApp::spawn_with(management, |_| {}).await;
+    let (app, fixture) = app_whose_printer_answers(400).await;
     let file_id = app.ready_image(1).await;
     let id = app.create_job(1, file_id).await;
     app.all_jobs_reach("failed", 1, PATIENCE).await;
@@ -360,12 +365,7 @@ async fn a_busy_printer_does_not_open_its_breaker() {
 /// its jobs wait without using up their attempts.
 #[tokio::test]
 async fn a_printer_that_only_ever_answers_busy_opens_its_breaker() {
-    let fixture = pixpress_testkit::fixture::Fixture::start(|_| {
-        pixpress_testkit::fixture::Reply::json(503, serde_json::json!({"error": "full"}))
-    });
-    let url = fixture.url.clone();
-    let management = spawn_management(move |c| c.printer_url = url);
-    let app = TestApp::spawn_with(management, |_| {}).await;
+    let (app, _printer) = app_whose_printer_answers(503).await;
     let file_id = app.ready_image(1).await;
     let started = std::time::Instant::now();
     let id = app.create_job(1, file_id).await;
