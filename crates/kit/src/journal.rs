@@ -8,6 +8,9 @@
 //! blocking pool. The first failed write puts the journal out of service for good: a
 //! service that cannot record must stop acknowledging. What the entries mean is the
 //! service's business; this module only keeps them in order and on disk.
+//! [`JournalSlot`] (`slot.rs`) is where a service holds its journal, or none.
+
+mod slot;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -18,6 +21,8 @@ use std::sync::{Arc, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+
+pub use slot::JournalSlot;
 
 /// Lines written with one sync at most.
 const MAX_BATCH: usize = 256;
@@ -108,7 +113,7 @@ pub fn lines<E: Serialize>(entries: &[E]) -> Result<Vec<u8>, JournalError> {
 /// be opened (a disk not mounted yet, a damaged file an operator is looking at):
 /// each failure is logged and kept in `trouble`, where readiness reads why jobs are
 /// refused meanwhile. `None` when `stop` fires first.
-pub async fn open_retrying<E, S, F>(
+async fn open_retrying<E, S, F>(
     dir: &Path,
     name: &'static str,
     fold: F,

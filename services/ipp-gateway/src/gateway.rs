@@ -15,8 +15,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipp::model::{JobState, StatusCode};
@@ -27,7 +27,7 @@ use pixpress_domain::printer::{
 use pixpress_kit::breaker::{BreakerPolicy, Breakers};
 use pixpress_kit::client::is_transient;
 use pixpress_kit::fetch::{fetch_bounded, sha256_hex, FetchLimits};
-use pixpress_kit::journal::{self, Journal, JournalError};
+use pixpress_kit::journal::{JournalError, JournalSlot};
 use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
@@ -176,19 +176,6 @@ impl Tracked {
     }
 }
 
-/// Where the gateway keeps its jobs.
-enum Store {
-    /// No `IPP_STATE_DIR`: in memory only.
-    Memory,
-    /// A journal in `dir`, usable once replayed.
-    Durable {
-        dir: PathBuf,
-        journal: OnceLock<Journal<Entry>>,
-        /// Why it could not be opened (yet).
-        trouble: Mutex<Option<JournalError>>,
-    },
-}
-
 /// A submitted job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submission {
@@ -220,7 +207,7 @@ pub struct Gateway {
     /// Printer names in configuration order, for listings.
     order: Vec<String>,
     jobs: Mutex<HashMap<Uuid, Tracked>>,
-    store: Store,
+    store: JournalSlot<Entry>,
     ipp: IppClient,
     images: reqwest::Client,
     callbacks: reqwest::Client,
@@ -243,17 +230,10 @@ impl Gateway {
         metrics: Metrics,
         stop: CancellationToken,
     ) -> Self {
-        let store = match &config.ipp_state_dir {
-            Some(dir) => Store::Durable {
-                dir: dir.clone(),
-                journal: OnceLock::new(),
-                trouble: Mutex::new(None),
-            },
-            None => {
-                log::warn!("IPP_STATE_DIR is not set: jobs are kept in memory and lost at exit");
-                Store::Memory
-            }
-        };
+        if config.ipp_state_dir.is_none() {
+            log::warn!("IPP_STATE_DIR is not set: jobs are kept in memory and lost at exit");
+        }
+        let store = JournalSlot::new(config.ipp_state_dir.clone(), JOURNAL_FILE);
         let printers = config
             .ipp_printers
             .0
@@ -320,98 +300,32 @@ impl Gateway {
         job.status = status;
     }
 
-    /// The journal to record in: `Ok(None)` in memory, `Err(why)` when it cannot
-    /// take records.
-    fn journal(&self) -> Result<Option<&Journal<Entry>>, JournalError> {
-        let Store::Durable {
-            journal, trouble, ..
-        } = &self.store
-        else {
-            return Ok(None);
-        };
-        match journal.get() {
-            Some(journal) => match journal.failure() {
-                Some(failure) => Err(failure),
-                None => Ok(Some(journal)),
-            },
-            None => Err(trouble
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .unwrap_or(JournalError::Opening)),
-        }
-    }
-
     /// Readiness: jobs can be taken and recorded. Printers are not checked: one that
     /// is off keeps its jobs waiting, and the others still print.
     pub fn check(&self) -> Result<(), JournalError> {
-        self.journal().map(|_| ())
-    }
-
-    /// Appends `entry` to the journal, if there is one, and waits until it is on disk.
-    async fn record(&self, entry: Entry) {
-        if let Store::Durable { journal, .. } = &self.store {
-            if let Some(journal) = journal.get() {
-                if let Err(e) = journal.append(&entry).written().await {
-                    log::error!("could not record {entry:?}: {e}");
-                }
-            }
-        }
+        self.store.check()
     }
 
     fn state_dir(&self) -> Option<PathBuf> {
-        match &self.store {
-            Store::Durable { dir, .. } => Some(dir.clone()),
-            Store::Memory => None,
-        }
+        self.store.dir().map(Path::to_path_buf)
     }
 
     /// Opens and replays the journal (with `IPP_STATE_DIR`), retrying while it cannot
     /// be opened, then resumes every job left unfinished or unreported.
     pub async fn open_store(self: Arc<Self>, stop: CancellationToken) {
-        let Store::Durable {
-            dir,
-            journal,
-            trouble,
-        } = &self.store
-        else {
+        // Restored before the journal takes records, so no submission misses them.
+        let opened = self
+            .store
+            .open(
+                store::replay,
+                JOURNAL_RETRY,
+                &stop,
+                |restored: Vec<Restored>| self.restore(restored),
+            )
+            .await;
+        let (Some(resume), Some(dir)) = (opened, self.store.dir()) else {
             return;
         };
-        let opened = journal::open_retrying(
-            dir,
-            JOURNAL_FILE,
-            store::replay,
-            JOURNAL_RETRY,
-            trouble,
-            &stop,
-        )
-        .await;
-        let Some((file, restored)) = opened else {
-            return;
-        };
-        let mut resume = Vec::new();
-        {
-            let mut jobs = self.jobs();
-            for job in restored {
-                let id = job.job.correlation_id;
-                let tracked = Tracked::restored(job);
-                self.metrics
-                    .jobs
-                    .with_label_values(&[tracked.status.as_str()])
-                    .inc();
-                if !tracked.fully_reported() {
-                    resume.push(id);
-                }
-                jobs.insert(id, tracked);
-            }
-        }
-        // Restored before the journal is usable, so no submission misses them.
-        if journal
-            .set(Journal::start(file, dir.join(JOURNAL_FILE)))
-            .is_err()
-        {
-            return;
-        }
         log::info!(
             "job journal {}: {} jobs to resume",
             dir.display(),
@@ -421,6 +335,25 @@ impl Gateway {
             // A job with no printer job id may have been sent just before a crash.
             self.spawn_work(id, None, true);
         }
+    }
+
+    /// Takes the replayed jobs in; returns those to resume (unfinished or unreported).
+    fn restore(&self, restored: Vec<Restored>) -> Vec<Uuid> {
+        let mut resume = Vec::new();
+        let mut jobs = self.jobs();
+        for job in restored {
+            let id = job.job.correlation_id;
+            let tracked = Tracked::restored(job);
+            self.metrics
+                .jobs
+                .with_label_values(&[tracked.status.as_str()])
+                .inc();
+            if !tracked.fully_reported() {
+                resume.push(id);
+            }
+            jobs.insert(id, tracked);
+        }
+        resume
     }
 
     /// Takes a job for printer `printer`: new ones are recorded (on disk first, with
@@ -433,7 +366,10 @@ impl Gateway {
         if !self.printers.contains_key(printer) {
             return Err(GatewayError::UnknownPrinter(printer.to_owned()));
         }
-        let journal = self.journal().map_err(GatewayError::JournalUnavailable)?;
+        let journal = self
+            .store
+            .journal()
+            .map_err(GatewayError::JournalUnavailable)?;
         let id = job.correlation_id;
         let (repeat, recorded) = {
             let mut jobs = self.jobs();
@@ -656,13 +592,14 @@ impl Gateway {
                 Err(e) => log::warn!("cannot keep the image of job {id}: {e}"),
             }
         }
-        self.record(Entry::Fetched {
-            correlation_id: id,
-            bytes: record.bytes,
-            sha256: record.sha256,
-            format: record.format,
-        })
-        .await;
+        self.store
+            .record(&Entry::Fetched {
+                correlation_id: id,
+                bytes: record.bytes,
+                sha256: record.sha256,
+                format: record.format,
+            })
+            .await;
         Ok(fetched)
     }
 
@@ -845,12 +782,13 @@ impl Gateway {
         let uri = printer.uri.to_string();
         self.with_job(id, |t| t.submitted = Some((uri.clone(), ipp_job_id)));
         log::info!("job {id} is job {ipp_job_id} of printer {}", printer.name);
-        self.record(Entry::Submitted {
-            correlation_id: id,
-            printer_uri: uri,
-            ipp_job_id,
-        })
-        .await;
+        self.store
+            .record(&Entry::Submitted {
+                correlation_id: id,
+                printer_uri: uri,
+                ipp_job_id,
+            })
+            .await;
     }
 
     async fn lose(&self, id: Uuid, printer: &Printer) {
@@ -859,7 +797,7 @@ impl Gateway {
             printer.name
         );
         self.with_job(id, |t| t.submitted = None);
-        self.record(Entry::Lost { correlation_id: id }).await;
+        self.store.record(&Entry::Lost { correlation_id: id }).await;
     }
 
     /// Follows job `ipp_job_id` with Get-Job-Attributes until it ends or the printer
@@ -930,7 +868,9 @@ impl Gateway {
             accepted
         });
         if changed == Some(true) {
-            self.record(Entry::Printing { correlation_id: id }).await;
+            self.store
+                .record(&Entry::Printing { correlation_id: id })
+                .await;
         }
     }
 
@@ -951,12 +891,13 @@ impl Gateway {
             Some(why) => log::info!("job {id} failed: {why}"),
             None => log::info!("job {id} completed"),
         }
-        self.record(Entry::Finished {
-            correlation_id: id,
-            failed,
-            detail,
-        })
-        .await;
+        self.store
+            .record(&Entry::Finished {
+                correlation_id: id,
+                failed,
+                detail,
+            })
+            .await;
         if let Some(dir) = self.state_dir() {
             let _ = tokio::task::spawn_blocking(move || store::remove_image(&dir, id)).await;
         }
@@ -973,11 +914,12 @@ impl Gateway {
                     return;
                 }
                 self.with_job(id, |t| t.reported.push(status));
-                self.record(Entry::Reported {
-                    correlation_id: id,
-                    status,
-                })
-                .await;
+                self.store
+                    .record(&Entry::Reported {
+                        correlation_id: id,
+                        status,
+                    })
+                    .await;
             }
             if self.with_job(id, |t| t.fully_reported()).unwrap_or(true) {
                 return;

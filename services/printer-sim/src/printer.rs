@@ -12,15 +12,14 @@
 //! Without it, it forgets everything at exit.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pixpress_domain::printer::{
     CallbackStatus, PrintedJob, PrinterCallback, PrinterJob, PrinterJobState, PrinterJobStatus,
 };
 use pixpress_kit::client::is_transient;
-use pixpress_kit::journal::{self, Journal, JournalError, Pending};
+use pixpress_kit::journal::{Journal, JournalError, JournalSlot, Pending};
 use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
 use pixpress_kit::webhook::{signed_post, WebhookSecret};
@@ -51,7 +50,7 @@ pub struct Printer {
     images: ImageFetcher,
     outcomes: IntCounterVec,
     stop: CancellationToken,
-    spool: Spool,
+    spool: JournalSlot<Entry>,
 }
 
 /// A job the printer knows.
@@ -81,19 +80,6 @@ impl Tracked {
     }
 }
 
-/// Where the printer keeps its jobs.
-enum Spool {
-    /// No `PRINTER_STATE_DIR`: in memory only.
-    Memory,
-    /// A journal in `dir`, usable once replayed.
-    Durable {
-        dir: PathBuf,
-        journal: OnceLock<Journal<Entry>>,
-        /// Why it could not be opened (yet).
-        trouble: Mutex<Option<JournalError>>,
-    },
-}
-
 /// A submitted job, noted in memory (its journal line on the way).
 enum Registered {
     New(Option<Pending>, OwnedSemaphorePermit),
@@ -121,14 +107,7 @@ impl Printer {
         outcomes: IntCounterVec,
         stop: CancellationToken,
     ) -> Self {
-        let spool = match &config.printer_state_dir {
-            Some(dir) => Spool::Durable {
-                dir: dir.clone(),
-                journal: OnceLock::new(),
-                trouble: Mutex::new(None),
-            },
-            None => Spool::Memory,
-        };
+        let spool = JournalSlot::new(config.printer_state_dir.clone(), JOURNAL_FILE);
         Self {
             jobs: Mutex::new(HashMap::new()),
             capacity: Arc::new(Semaphore::new(config.printer_capacity as usize)),
@@ -150,68 +129,31 @@ impl Printer {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The journal to record in: `Ok(None)` in memory, `Err(why)` when the spool
-    /// cannot take records.
-    fn journal(&self) -> Result<Option<&Journal<Entry>>, JournalError> {
-        let Spool::Durable {
-            journal, trouble, ..
-        } = &self.spool
-        else {
-            return Ok(None);
-        };
-        match journal.get() {
-            Some(journal) => match journal.failure() {
-                Some(failure) => Err(failure),
-                None => Ok(Some(journal)),
-            },
-            None => Err(trouble
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .unwrap_or(JournalError::Opening)),
-        }
-    }
-
     /// Readiness: jobs can be taken and recorded.
     pub fn check(&self) -> Result<(), JournalError> {
-        self.journal().map(|_| ())
+        self.spool.check()
     }
 
     /// Opens and replays the spool (if the printer has one), retrying while it cannot
     /// be opened, then resumes the jobs it left unfinished. Returns at once in memory.
     pub async fn open_spool(self: Arc<Self>, stop: CancellationToken) {
-        let Spool::Durable {
-            dir,
-            journal,
-            trouble,
-        } = &self.spool
-        else {
+        // Restored before the journal takes records, so no submission misses them.
+        let opened = self
+            .spool
+            .open(
+                spool::replay,
+                SPOOL_RETRY,
+                &stop,
+                |spooled: Vec<SpooledJob>| (spooled.len(), self.restore(&spooled)),
+            )
+            .await;
+        let (Some((known, unfinished)), Some(dir)) = (opened, self.spool.dir()) else {
             return;
         };
-        let opened = journal::open_retrying(
-            dir,
-            JOURNAL_FILE,
-            spool::replay,
-            SPOOL_RETRY,
-            trouble,
-            &stop,
-        )
-        .await;
-        let Some((file, spooled)) = opened else {
-            return;
-        };
-        // Restored before the journal is usable, so no submission misses them.
-        let unfinished = self.restore(&spooled);
-        if journal
-            .set(Journal::start(file, dir.join(JOURNAL_FILE)))
-            .is_err()
-        {
-            return;
-        }
         log::info!(
             "spool {}: {} jobs known, {} to print, {} callbacks to deliver",
             dir.display(),
-            spooled.len(),
+            known,
             unfinished.iter().filter(|(_, o)| o.is_none()).count(),
             unfinished.iter().filter(|(_, o)| o.is_some()).count(),
         );
@@ -270,7 +212,10 @@ impl Printer {
 
     /// Takes a job: new ones are recorded (on disk first, with a spool) and printed.
     pub async fn submit(self: &Arc<Self>, job: PrinterJob) -> Result<Submission, PrinterError> {
-        let journal = self.journal().map_err(PrinterError::SpoolUnavailable)?;
+        let journal = self
+            .spool
+            .journal()
+            .map_err(PrinterError::SpoolUnavailable)?;
         let id = job.correlation_id;
         let (repeat, recorded, permit) = match self.register(&job, journal) {
             Registered::Busy => return Err(PrinterError::Busy),
@@ -363,17 +308,6 @@ impl Printer {
         }
     }
 
-    /// Appends `entry` to the journal, if there is one, and waits until it is on disk.
-    async fn record(&self, entry: Entry) {
-        if let Spool::Durable { journal, .. } = &self.spool {
-            if let Some(journal) = journal.get() {
-                if let Err(e) = journal.append(&entry).written().await {
-                    log::error!("could not record {entry:?}: {e}");
-                }
-            }
-        }
-    }
-
     /// Fetches the job's image, prints it, records how it came out and reports that.
     async fn print(&self, job: PrinterJob, permit: OwnedSemaphorePermit) {
         let id = job.correlation_id;
@@ -394,7 +328,7 @@ impl Printer {
                 "completed"
             }])
             .inc();
-        self.record(outcome.entry(id)).await;
+        self.spool.record(&outcome.entry(id)).await;
         // The paper is out: the slot is free while we tell print-service.
         drop(permit);
         self.deliver(&job, outcome).await;
@@ -437,10 +371,11 @@ impl Printer {
         };
         if self.report(job, status, outcome.detail).await {
             self.set_status(job.correlation_id, |j| j.reported = true);
-            self.record(Entry::Reported {
-                correlation_id: job.correlation_id,
-            })
-            .await;
+            self.spool
+                .record(&Entry::Reported {
+                    correlation_id: job.correlation_id,
+                })
+                .await;
         }
     }
 
