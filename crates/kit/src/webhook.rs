@@ -198,6 +198,60 @@ pub fn signed_post(
     request
 }
 
+/// How long [`deliver`] keeps retrying one callback.
+pub const CALLBACK_PATIENCE: Duration = Duration::from_secs(600);
+/// Between [`deliver`]'s attempts.
+const CALLBACK_RETRY: crate::retry::Backoff =
+    crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// What became of a callback [`deliver`] sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Answered 2xx.
+    Taken,
+    /// Answered with this status, which it would answer again (a 4xx other than
+    /// 408/429): not retried.
+    Refused(u16),
+    /// Still unreachable or failing after [`CALLBACK_PATIENCE`].
+    GaveUp,
+}
+
+/// Sends the JSON `body` to `url` as [`signed_post`] does, retrying with jittered
+/// backoff (100 ms doubling to 5 s) while the receiver is down or answers a
+/// transient status, for at most [`CALLBACK_PATIENCE`]; `on_retry` runs before each
+/// retry. How a printer (printer-sim, ipp-gateway) reports on a job.
+pub async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    secret: Option<&WebhookSecret>,
+    mut on_retry: impl FnMut(),
+) -> Delivery {
+    let started = tokio::time::Instant::now();
+    let mut failures = 0;
+    loop {
+        match signed_post(http, url, body.clone(), secret).send().await {
+            Ok(res) if res.status().is_success() => return Delivery::Taken,
+            Ok(res) if !crate::client::is_transient(res.status()) => {
+                log::warn!(
+                    "callback to {url} refused with {}; not retrying",
+                    res.status()
+                );
+                return Delivery::Refused(res.status().as_u16());
+            }
+            Ok(res) => log::info!("callback to {url} answered {}; retrying", res.status()),
+            Err(e) => log::info!("callback to {url} failed ({e}); retrying"),
+        }
+        if started.elapsed() > CALLBACK_PATIENCE {
+            log::error!("giving up on the callback to {url}");
+            return Delivery::GaveUp;
+        }
+        on_retry();
+        failures += 1;
+        tokio::time::sleep(CALLBACK_RETRY.jittered(failures)).await;
+    }
+}
+
 /// Checks that an incoming request was signed with `secret` (refused when no secret
 /// is configured: an unsigned callback is never trusted).
 pub fn verify_request(

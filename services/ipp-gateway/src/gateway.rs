@@ -25,12 +25,11 @@ use pixpress_domain::printer::{
     CallbackStatus, PrinterCallback, PrinterJob, PrinterJobState, PrinterJobStatus,
 };
 use pixpress_kit::breaker::{BreakerPolicy, Breakers};
-use pixpress_kit::client::is_transient;
 use pixpress_kit::fetch::{fetch_bounded, sha256_hex, FetchLimits};
 use pixpress_kit::journal::{JournalError, JournalSlot};
 use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
-use pixpress_kit::webhook::{signed_post, WebhookSecret};
+use pixpress_kit::webhook::{deliver, Delivery, WebhookSecret};
 use prometheus::{IntCounterVec, IntGaugeVec};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,9 +45,6 @@ use crate::store::{self, Entry, ImageRecord, Restored, JOURNAL_FILE};
 const ATTRIBUTES_TTL: Duration = Duration::from_secs(2);
 /// How long `GET /printers` waits for each printer.
 const LISTING_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a callback is retried before the gateway gives up (until a restart).
-const CALLBACK_PATIENCE: Duration = Duration::from_secs(600);
-const CALLBACK_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// Between attempts to open a journal that cannot be opened.
 const JOURNAL_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
 /// A printer away for a while is asked again at least this often.
@@ -957,48 +953,27 @@ impl Gateway {
                 return false;
             }
         };
-        let started = Instant::now();
-        let mut failures = 0;
-        loop {
-            let request = signed_post(
-                &self.callbacks,
-                &job.callback_url,
-                body.clone(),
-                self.secret.as_ref(),
-            );
-            match request.send().await {
-                Ok(res) if res.status().is_success() => {
-                    count("taken");
-                    return true;
-                }
-                Ok(res) if !is_transient(res.status()) => {
-                    log::warn!(
-                        "callback {label} for {} refused with {}; not retrying",
-                        job.correlation_id,
-                        res.status()
-                    );
-                    count("refused");
-                    return true;
-                }
-                Ok(res) => log::info!(
-                    "callback for {} answered {}; retrying",
-                    job.correlation_id,
-                    res.status()
-                ),
-                Err(e) => log::info!("callback for {} failed ({e}); retrying", job.correlation_id),
-            }
-            count("retried");
-            if started.elapsed() > CALLBACK_PATIENCE {
+        let delivery = deliver(
+            &self.callbacks,
+            &job.callback_url,
+            body,
+            self.secret.as_ref(),
+            || count("retried"),
+        )
+        .await;
+        match delivery {
+            Delivery::Taken => count("taken"),
+            // print-service would refuse it again: as good as answered.
+            Delivery::Refused(_) => count("refused"),
+            Delivery::GaveUp => {
                 log::error!(
                     "giving up on the {label} callback for {} until a restart",
                     job.correlation_id
                 );
                 count("gave_up");
-                return false;
             }
-            failures += 1;
-            tokio::time::sleep(CALLBACK_RETRY.jittered(failures)).await;
         }
+        delivery != Delivery::GaveUp
     }
 }
 

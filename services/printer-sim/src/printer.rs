@@ -18,11 +18,10 @@ use std::time::Duration;
 use pixpress_domain::printer::{
     CallbackStatus, PrintedJob, PrinterCallback, PrinterJob, PrinterJobState, PrinterJobStatus,
 };
-use pixpress_kit::client::is_transient;
 use pixpress_kit::journal::{Journal, JournalError, JournalSlot, Pending};
 use pixpress_kit::request_id::RequestContext;
 use pixpress_kit::retry::Backoff;
-use pixpress_kit::webhook::{signed_post, WebhookSecret};
+use pixpress_kit::webhook::{deliver, Delivery, WebhookSecret};
 use prometheus::IntCounterVec;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -32,12 +31,8 @@ use crate::error::PrinterError;
 use crate::fetch::{FetchedImage, ImageFetcher};
 use crate::spool::{self, Entry, Outcome, SpooledJob, JOURNAL_FILE};
 
-/// How long the printer keeps retrying one callback before giving up.
-const CALLBACK_PATIENCE: Duration = Duration::from_secs(600);
 /// Between attempts to open a spool that cannot be opened.
 const SPOOL_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-/// Between attempts to deliver a callback.
-const CALLBACK_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 pub struct Printer {
     jobs: Mutex<HashMap<Uuid, Tracked>>,
@@ -394,41 +389,20 @@ impl Printer {
                 return false;
             }
         };
-        let started = tokio::time::Instant::now();
-        let mut failures = 0;
-        loop {
-            let request = signed_post(
-                &self.http,
-                &job.callback_url,
-                body.clone(),
-                self.secret.as_ref(),
+        let delivery = deliver(
+            &self.http,
+            &job.callback_url,
+            body,
+            self.secret.as_ref(),
+            || {},
+        )
+        .await;
+        if delivery != Delivery::Taken {
+            log::warn!(
+                "callback {status:?} for {} not taken: {delivery:?}",
+                job.correlation_id
             );
-            match request.send().await {
-                Ok(res) if res.status().is_success() => return true,
-                Ok(res) if !is_transient(res.status()) => {
-                    log::warn!(
-                        "callback {status:?} for {} refused with {}; not retrying",
-                        job.correlation_id,
-                        res.status()
-                    );
-                    return false;
-                }
-                Ok(res) => log::info!(
-                    "callback for {} answered {}; retrying",
-                    job.correlation_id,
-                    res.status()
-                ),
-                Err(e) => log::info!("callback for {} failed ({e}); retrying", job.correlation_id),
-            }
-            if started.elapsed() > CALLBACK_PATIENCE {
-                log::error!(
-                    "giving up on the {status:?} callback for {}",
-                    job.correlation_id
-                );
-                return false;
-            }
-            failures += 1;
-            tokio::time::sleep(CALLBACK_RETRY.jittered(failures)).await;
         }
+        delivery == Delivery::Taken
     }
 }
