@@ -4,6 +4,7 @@
 
 mod support;
 
+use pixpress_testkit::http::AnswerJson;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -51,14 +52,7 @@ async fn every_service_docs_page_renders_its_operations_in_a_browser() {
         ("ipp-gateway", &stack.ipp_gateway_url),
     ];
     for (name, url) in services {
-        let doc: Value = http
-            .get(format!("{url}/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc: Value = http.get(format!("{url}/openapi.json")).answer_json().await;
         let dom = rendered_dom(&format!("{url}/docs"), Duration::from_secs(20)).await;
         let title = doc["info"]["title"].as_str().unwrap();
         assert!(

@@ -7,7 +7,7 @@ mod support;
 use image::ImageFormat;
 use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
-use pixpress_testkit::http::eventually;
+use pixpress_testkit::http::{eventually, AnswerJson};
 use pixpress_testkit::images::{encode, two_tone};
 use serde_json::{json, Value};
 use support::{add_image, job_reaches, settled_image, stack_with_ipp_sim, PATIENCE};
@@ -23,12 +23,8 @@ async fn a_job_for_the_ipp_printer_is_printed_there_byte_for_byte() {
 
     let printers: Value = http
         .get(format!("{}/printers", stack.management_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(
         printers[1],
         json!({"id": 2, "url": sim.url, "enabled": true})
@@ -90,12 +86,8 @@ async fn a_job_for_the_ipp_printer_is_printed_there_byte_for_byte() {
     assert_eq!(printer_url, sim.url);
     let status: Value = http
         .get(format!("{printer_url}/jobs/{correlation_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(status["status"], "completed", "{status}");
     assert_eq!(status["printed"], 1);
     assert_eq!(status["image_bytes"], jpeg.len());

@@ -12,7 +12,7 @@ use image::ImageFormat;
 use pixpress_stack::Stack;
 use pixpress_testkit::auth::client_as;
 use pixpress_testkit::fixture::{Fixture, Reply};
-use pixpress_testkit::http::{eventually, free_port};
+use pixpress_testkit::http::{eventually, free_port, AnswerJson};
 use pixpress_testkit::images::{encode, two_tone};
 use pixpress_testkit::metrics;
 use serde_json::{json, Value};
@@ -49,12 +49,8 @@ async fn exercise(stack: &Stack) {
         let job: Value = http
             .post(format!("{}/print/jobs", stack.print_url))
             .json(&json!({"user_id": 1, "file_id": image["id"], "printer_id": printer_id}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .answer_json()
+            .await;
         job_reaches(&http, stack, job["id"].as_str().unwrap(), "completed").await;
     }
 }

@@ -3,6 +3,22 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+/// A request's answer read as JSON, whatever its status: `request.answer_json().await`
+/// for the `send().await.unwrap().json().await.unwrap()` of a test.
+pub trait AnswerJson {
+    fn answer_json<T: serde::de::DeserializeOwned>(self) -> impl Future<Output = T>;
+}
+
+impl AnswerJson for reqwest::RequestBuilder {
+    async fn answer_json<T: serde::de::DeserializeOwned>(self) -> T {
+        let answer = self.send().await.expect("the request is answered");
+        answer
+            .json()
+            .await
+            .expect("the answer is JSON of the expected shape")
+    }
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

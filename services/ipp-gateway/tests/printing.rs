@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use helpers::*;
 use pixpress_domain::printer::PrinterJobState;
-use pixpress_testkit::http::client;
+use pixpress_testkit::http::{client, AnswerJson};
 use pixpress_testkit::ipp::{Ippeveprinter, PrinterOptions};
 use serde_json::Value;
 use uuid::Uuid;
@@ -223,12 +223,8 @@ async fn the_printer_list_shows_each_printer_as_it_answers() {
 
     let list: Value = client()
         .get(format!("{gateway}/printers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let office = &list[0];
     assert_eq!(
         (

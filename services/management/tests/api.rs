@@ -2,6 +2,7 @@
 
 mod helpers;
 
+use pixpress_testkit::http::AnswerJson;
 use std::time::{Duration, Instant};
 
 use helpers::{client, create, spawn};
@@ -20,23 +21,9 @@ async fn images_are_created_listed_fetched_and_deleted_per_user() {
     assert!(image["original_url"].is_null());
     assert_eq!(location, format!("/users/3/images/{}", image["id"]));
 
-    let listed: Value = c
-        .get(format!("{url}/users/3/images"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = c.get(format!("{url}/users/3/images")).answer_json().await;
     assert_eq!(listed, json!([image]));
-    let empty: Value = c
-        .get(format!("{url}/users/4/images"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let empty: Value = c.get(format!("{url}/users/4/images")).answer_json().await;
     assert_eq!(empty, json!([]));
 
     // Another user's image is as absent as a missing one.

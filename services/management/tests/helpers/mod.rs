@@ -12,6 +12,7 @@ use pixpress_kit::webhook::WebhookSecret;
 use pixpress_management::Reconciler;
 use pixpress_testkit::auth;
 use pixpress_testkit::fixture::{Fixture, Recorded, Reply};
+use pixpress_testkit::http::AnswerJson;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -337,12 +338,8 @@ pub async fn outcome_count(url: &str, name: &str, outcome: &str) -> Option<f64> 
 pub async fn assert_documented(url: &str, path: &str, method: &str, statuses: &[&str]) -> Value {
     let doc: Value = client()
         .get(format!("{url}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let operation = doc["paths"][path][method].clone();
     for status in statuses {
         assert!(
